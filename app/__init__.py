@@ -1,0 +1,1 @@
+"""nasscore service: HTTP API, database, worker pool and command line."""

@@ -1,0 +1,1 @@
+from app.cli import main; raise SystemExit(main())
