@@ -1,0 +1,27 @@
+"""Scoring one architecture of a search space: the step the CLI and every worker share, so a seed means
+the same initial weights wherever an architecture is scored."""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from scorers import ProxyResult, score_model_detailed
+from search_spaces import SPACES
+
+
+def score_architecture(
+    space: str,
+    arch: str,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    proxies: Sequence[str],
+    *,
+    seed: int,
+    device: torch.device,
+    model_params: Mapping[str, Any] | None = None,
+) -> dict[str, ProxyResult]:
+    """Build `arch` with weights drawn from `seed` on `device` and score it on the given batch."""
+    torch.manual_seed(seed)
+    model = SPACES[space].build_model(arch, **(model_params or {})).to(device)
+    return score_model_detailed(model, inputs.to(device), targets.to(device), proxies)
