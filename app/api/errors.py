@@ -1,0 +1,65 @@
+"""Every client mistake becomes a 4xx whose body names the field and the problem:
+`{"detail": "<field>: <problem>", "errors": [{"field": ..., "message": ...}]}`."""
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.services.errors import ServiceError
+
+log = logging.getLogger("nasscore.api")
+LOCATION_PREFIXES = ("body", "query", "path", "header")
+
+
+def error_response(
+    status_code: int, errors: Sequence[tuple[str, str]], headers: dict[str, str] | None = None
+) -> JSONResponse:
+    detail = "; ".join(f"{field}: {message}" if field else message for field, message in errors)
+    body = {"detail": detail, "errors": [{"field": field, "message": message} for field, message in errors]}
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def field_path(location: Sequence[Any]) -> str:
+    """('body', 'observations', 3, 'accuracy') -> 'observations[3].accuracy'; a list body is 'body[3]...'."""
+    parts = list(location)
+    if len(parts) > 1 and parts[0] in LOCATION_PREFIXES and not isinstance(parts[1], int):
+        parts = parts[1:]
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "body"
+
+
+def _validation_message(error: dict[str, Any]) -> str:
+    message = str(error.get("msg", "invalid value"))
+    return message.removeprefix("Value error, ")
+
+
+async def _on_validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+    return error_response(422, [(field_path(e.get("loc", ())), _validation_message(e)) for e in error.errors()])
+
+
+async def _on_service_error(_: Request, error: ServiceError) -> JSONResponse:
+    return error_response(error.status_code, [(error.field, error.message)])
+
+
+async def _on_http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    return error_response(error.status_code, [("", str(error.detail))], headers=getattr(error, "headers", None))
+
+
+async def _on_value_error(request: Request, error: ValueError) -> JSONResponse:
+    """Last line of defence: a ValueError escaping validation is still the request's fault, not a 500."""
+    log.warning("unvalidated ValueError for %s %s: %s", request.method, request.url.path, error)
+    return error_response(422, [("body", str(error))])
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(ServiceError, _on_service_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(ValueError, _on_value_error)

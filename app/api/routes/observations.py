@@ -1,0 +1,84 @@
+"""POST /v1/observations: one observed accuracy, or a list of them (bounded), stored idempotently."""
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.orm import Session
+
+from app.api.deps import RuntimeDep, SettingsDep
+from app.api.schemas import ErrorResponse, ObservationIn, ObservationsStored
+from app.runtime import Runtime
+from app.services.errors import InvalidInput, TooLarge
+from app.services.observations import ObservationInput, record_observations
+
+router = APIRouter(prefix="/v1/observations", tags=["observations"])
+_ONE = TypeAdapter(ObservationIn)
+_OBSERVATION_SCHEMA = _ONE.json_schema(ref_template="#/components/schemas/{model}")
+_BODY_SCHEMA = {
+    "oneOf": [_OBSERVATION_SCHEMA, {"type": "array", "items": _OBSERVATION_SCHEMA}],
+    "description": "One observation, or a list of them",
+}
+
+
+@router.post(
+    "",
+    response_model=ObservationsStored,
+    responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}},
+)
+async def post_observations(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> ObservationsStored:
+    try:
+        payload = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidInput("body", f"not valid JSON: {error}") from None
+    items, prefixes = _validated(payload, settings.max_observations)
+    stored = await run_in_threadpool(_store, runtime, items, prefixes)
+    return ObservationsStored(received=len(items), stored=stored)
+
+
+def _store(runtime: Runtime, items: list[ObservationIn], prefixes: list[str]) -> int:
+    """All observations in one transaction, grouped by search space."""
+    by_space: dict[str, list[int]] = {}
+    for position, item in enumerate(items):
+        by_space.setdefault(item.space, []).append(position)
+
+    def store(session: Session) -> int:
+        stored = 0
+        for space, positions in by_space.items():
+            inputs = [_to_input(items[p]) for p in positions]
+            stored += record_observations(session, space, inputs, [prefixes[p] for p in positions])
+        return stored
+
+    return runtime.database.transact(store)
+
+
+def _validated(payload: Any, limit: int) -> tuple[list[ObservationIn], list[str]]:
+    """Parse the single or list form, so errors point at `accuracy` or at `body[3].accuracy`."""
+    if isinstance(payload, dict):
+        return [_parse(payload, ())], [""]
+    if not isinstance(payload, list):
+        raise InvalidInput("body", "expected an observation object or a list of them")
+    if len(payload) > limit:
+        raise TooLarge("body", f"{len(payload)} observations exceed the limit of {limit} per request")
+    items = [_parse(entry, (position,)) for position, entry in enumerate(payload)]
+    return items, [f"body[{position}]" for position in range(len(payload))]
+
+
+def _parse(entry: Any, location: tuple[int, ...]) -> ObservationIn:
+    try:
+        return _ONE.validate_python(entry)
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *location, *e["loc"])} for e in error.errors(include_url=False)]
+        ) from None
+
+
+def _to_input(item: ObservationIn) -> ObservationInput:
+    return ObservationInput(
+        arch=item.arch, dataset=item.dataset, accuracy=item.accuracy, metric=item.metric, epochs=item.epochs,
+        source=item.source, benchmark_index=item.benchmark_index,
+    )

@@ -1,0 +1,122 @@
+"""`nasscore correlate`: how well each proxy and the vote predict observed accuracy, as a table (and with
+`--plot FILE.png`, the correlation plot), from the local database or a running service (`--server URL`)."""
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from app.cli.leaderboard import (
+    CommandError,
+    add_population_arguments,
+    fetch,
+    format_table,
+    number,
+    population_lines,
+    population_params,
+    run_reporting,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "correlate",
+        help="correlate proxy scores and the vote with observed accuracies",
+        description="Spearman rho (with a bootstrap 95%% CI), Kendall tau, Pearson r of score rank, and top-k "
+        "figures of each voting proxy and of the vote against observed accuracies, over the architectures "
+        "of one configuration that have an observation.",
+    )
+    add_population_arguments(parser)
+    parser.add_argument("--bootstrap", type=int, default=1000, help="resamples for the CI of rho (default: 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+    parser.add_argument("--top-fraction", type=float, default=0.10, help="share counted as the top (default: 0.1)")
+    parser.add_argument("--plot", type=Path, metavar="FILE.png", help="also write the correlation plot here")
+    parser.set_defaults(handler=_correlate)
+
+
+def _correlate(args: argparse.Namespace) -> int:
+    return run_reporting(lambda: _print_correlations(args))
+
+
+def _print_correlations(args: argparse.Namespace) -> int:
+    params = population_params(args)
+    report_params = params | {"bootstrap": args.bootstrap, "seed": args.seed, "top_fraction": args.top_fraction}
+    summary = fetch(args, "/v1/correlations", report_params, lambda session: _local_correlations(session, args))
+    print("\n".join(population_lines(summary["population"])))
+    print(
+        f"{summary['observed']:,} of them have an observed {summary['population']['metric']}; "
+        f"vote: {summary['method']} over {', '.join(summary['voters'])}"
+    )
+    print(format_table(*_correlation_table(summary), left=("name",)))
+    for entry in summary["correlations"]:
+        if entry["reason"]:
+            print(f"{entry['name']}: {entry['reason']}")
+    if args.plot:
+        _write_plot(args, params)
+    return 0
+
+
+def _local_correlations(session: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from app.api.routes.correlations import correlations_out
+    from app.services.reports import correlations
+
+    return correlations_out(correlations(session, _report_query(args))).model_dump(mode="json")
+
+
+def _report_query(args: argparse.Namespace) -> Any:
+    from app.services.errors import InvalidInput
+    from app.services.reports import ReportQuery
+
+    if args.bootstrap < 0:
+        raise InvalidInput("--bootstrap", f"must be at least 0, got {args.bootstrap}")
+    return ReportQuery(
+        space=args.space,
+        dataset=args.dataset,
+        proxies=args.proxies,
+        method=args.method,
+        config=args.config,
+        metric=args.metric,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        top_fraction=args.top_fraction,
+    )
+
+
+def _write_plot(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    from app.services.reports import correlation_plot
+
+    png = fetch(args, "/v1/correlations/plot.png", params, lambda session: correlation_plot(session, _report_query(args)))
+    if not isinstance(png, bytes) or not png.startswith(PNG_SIGNATURE):
+        raise CommandError("the server did not answer with a PNG image")
+    try:
+        args.plot.write_bytes(png)
+    except OSError as error:
+        raise CommandError(f"cannot write {args.plot}: {error.strerror}") from None
+    print(f"wrote the correlation plot to {args.plot}")
+
+
+def _correlation_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    top = f"top{round(100 * summary['correlations'][0]['top_fraction'])}%" if summary["correlations"] else "top"
+    headers = ["name", "n", "rho", "95% CI", "p", "tau", "r(rank)", top, "best@10", "best@100", "best"]
+    rows = [
+        [
+            entry["name"] if entry["kind"] == "proxy" else f"vote ({summary['method']})",
+            f"{entry['n']:,}",
+            number(entry["spearman_rho"], "+.3f"),
+            _interval(entry["spearman_ci_low"], entry["spearman_ci_high"]),
+            number(entry["spearman_p"], ".1e"),
+            number(entry["kendall_tau"], "+.3f"),
+            number(entry["pearson_rank_r"], "+.3f"),
+            number(entry["top_recall"], ".3f"),
+            number(entry["best_accuracy_top10"], ".2f"),
+            number(entry["best_accuracy_top100"], ".2f"),
+            number(entry["best_accuracy"], ".2f"),
+        ]
+        for entry in summary["correlations"]
+    ]
+    return headers, rows
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    return "-" if low is None or high is None else f"[{low:+.3f}, {high:+.3f}]"

@@ -1,0 +1,198 @@
+"""`nasscore leaderboard`: the leaderboard as an aligned table, read from the local database (default) or
+asked of a running service with `--server URL`; both print the same answer, the API's JSON."""
+
+import argparse
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from app.cli._common import add_settings_arguments, fail, settings_from_args
+
+LOCAL_SETTINGS = ("home", "database_url")
+FINGERPRINT_SHOWN = 12
+
+
+class CommandError(Exception):
+    """A problem already phrased for the user (unreachable server, refused request, old schema)."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "leaderboard",
+        help="rank a scored population by the rank vote or by one proxy",
+        description="Rank all architectures scored under one configuration by the rank vote (or one proxy) and "
+        "print them as a table with every proxy score, the vote, its rank and the observed accuracy.",
+    )
+    add_population_arguments(parser)
+    parser.add_argument("--rank-by", default="vote", help="'vote' or a proxy name (default: vote)")
+    parser.add_argument("--limit", type=int, default=20, help="rows to print (default: 20, at most 1000)")
+    parser.add_argument("--offset", type=int, default=0, help="rows to skip (default: 0)")
+    parser.set_defaults(handler=_leaderboard)
+
+
+def add_population_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that pick the population and the vote, shared with `nasscore correlate`."""
+    parser.add_argument("--space", default="nb201", help="search space (default: nb201)")
+    parser.add_argument("--dataset", default="cifar10", help="dataset of the scores and accuracies (default: cifar10)")
+    parser.add_argument("--proxies", nargs="+", metavar="PROXY", help="voting proxies (default: snip grasp synflow)")
+    parser.add_argument("--method", default="mean_rank", help="mean_rank (default), log_rank or majority")
+    parser.add_argument("--config", metavar="FINGERPRINT", help="configuration (default: the one with most scores)")
+    parser.add_argument("--metric", default="test_accuracy", help="observation metric (default: test_accuracy)")
+    parser.add_argument("--server", metavar="URL", help="ask a running service instead of the local database")
+    add_settings_arguments(parser, LOCAL_SETTINGS)
+
+
+def population_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The query parameters of the HTTP API for the population flags."""
+    params = {"space": args.space, "dataset": args.dataset, "method": args.method, "metric": args.metric}
+    if args.config:
+        params["config"] = args.config
+    if args.proxies:
+        params["proxies"] = ",".join(args.proxies)
+    return params
+
+
+def fetch(args: argparse.Namespace, path: str, params: dict[str, Any], local: Callable[[Any], Any]) -> Any:
+    """`path` asked of `--server` (JSON, or bytes for a PNG), else `local(session)` on the local database."""
+    if args.server:
+        return _fetch_remote(args.server, path, params)
+    from app.db import Database
+    from app.db.migrations import require_current
+
+    database = Database(settings_from_args(args).resolved_database_url)
+    try:
+        try:
+            require_current(database.engine)
+        except RuntimeError as error:
+            raise CommandError(str(error)) from None
+        with database.read_session() as session:
+            return local(session)
+    finally:
+        database.dispose()
+
+
+def run_reporting(command: Callable[[], int]) -> int:
+    """Run a report command, turning a client error into a one-line message and exit status 1."""
+    from app.services.errors import ServiceError
+
+    try:
+        return command()
+    except (ServiceError, CommandError) as error:
+        return fail(str(error))
+
+
+def population_lines(population: dict[str, Any]) -> list[str]:
+    """Which space, dataset, configuration and how many architectures a report covers."""
+    config = population["configuration"]
+    how = "as requested" if population["selected_by"] == "request" else "the one with the most scores"
+    lines = [
+        f"{population['space']} on {population['dataset']}: configuration {config['fingerprint'][:FINGERPRINT_SHOWN]} "
+        f"({how}): {population['size']:,} architectures, {population['scores']:,} scores of "
+        f"{', '.join(population['proxies'])}",
+        f"  data {config['data_source']}, batch {config['batch_size']} ({config['sampling']}), seed {config['seed']}, "
+        f"model {config['model']}",
+    ]
+    for other in population["alternatives"]:
+        lines.append(
+            f"  also scored: configuration {other['fingerprint'][:FINGERPRINT_SHOWN]} "
+            f"({other['architectures']:,} architectures, {other['scores']:,} scores)"
+        )
+    return lines
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: Sequence[str] = ()) -> str:
+    """Columns padded to their widest cell: right-aligned numbers, left-aligned columns named in `left`."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = (
+            cell.ljust(width) if header in left else cell.rjust(width)
+            for cell, width, header in zip(cells, widths, headers)
+        )
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line(headers), line(["-" * width for width in widths]), *(line(row) for row in rows)])
+
+
+def number(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    return run_reporting(lambda: _print_leaderboard(args))
+
+
+def _print_leaderboard(args: argparse.Namespace) -> int:
+    params = population_params(args) | {"rank_by": args.rank_by, "limit": args.limit, "offset": args.offset}
+    board = fetch(args, "/v1/leaderboard", params, lambda session: _local_leaderboard(session, args))
+    print("\n".join(population_lines(board["population"])))
+    first = board["offset"] + 1
+    last = board["offset"] + len(board["items"])
+    print(
+        f"vote: {board['method']} over {', '.join(board['voters'])}; ranked by {board['rank_by']}; "
+        f"rows {first}-{last} of {board['total']:,}"
+    )
+    print(format_table(*_leaderboard_table(board), left=("arch",)))
+    return 0
+
+
+def _local_leaderboard(session: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from app.api.routes.leaderboard import leaderboard_out
+    from app.services.errors import InvalidInput
+    from app.services.leaderboard import LeaderboardQuery, leaderboard
+
+    if not 1 <= args.limit <= 1000 or args.offset < 0:
+        raise InvalidInput("--limit", "must be between 1 and 1000 (and --offset at least 0)")
+    query = LeaderboardQuery(
+        space=args.space,
+        dataset=args.dataset,
+        rank_by=args.rank_by,
+        method=args.method,
+        proxies=args.proxies,
+        config=args.config,
+        metric=args.metric,
+        limit=args.limit,
+        offset=args.offset,
+    )
+    return leaderboard_out(leaderboard(session, query)).model_dump(mode="json")
+
+
+def _leaderboard_table(board: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    proxies = board["population"]["proxies"]
+    headers = ["rank", "vote_rank", "vote", "percentile", *proxies, "accuracy", "id", "arch"]
+    rows = [
+        [
+            number(item["rank"], "d"),
+            number(item["vote_rank"], "d"),
+            number(item["vote"], ".4f"),
+            number(item["percentile"], ".3f"),
+            *(number(item["scores"].get(proxy), ".4g") for proxy in proxies),
+            number(item["accuracy"], ".2f"),
+            str(item["id"]),
+            item["arch"],
+        ]
+        for item in board["items"]
+    ]
+    return headers, rows
+
+
+def _fetch_remote(server: str, path: str, params: dict[str, Any]) -> Any:
+    import httpx
+
+    try:
+        with httpx.Client(base_url=server, timeout=300) as client:
+            response = client.get(path, params=params)
+    except httpx.HTTPError as error:
+        raise CommandError(f"cannot reach {server}: {error}") from None
+    if response.status_code != 200:
+        raise CommandError(_server_problem(response))
+    if response.headers.get("content-type", "").startswith("application/json"):
+        return response.json()
+    return response.content
+
+
+def _server_problem(response: Any) -> str:
+    try:
+        return str(response.json()["detail"])
+    except (ValueError, KeyError, TypeError):
+        return f"server answered {response.status_code}: {response.text[:200]}"
+

@@ -1,0 +1,41 @@
+"""`nasscore serve`: the HTTP API with its local worker pool (uvicorn)."""
+
+import argparse
+
+from app.cli._common import add_settings_arguments, fail, settings_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the scoring service (HTTP API + worker pool)",
+        description="Run the scoring service. Every setting can also come from a NASSCORE_* environment "
+        "variable. Apply migrations first with `nasscore db upgrade`.",
+    )
+    add_settings_arguments(parser)
+    parser.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.api import create_app
+    from app.db import Database
+    from app.db.migrations import require_current
+
+    from app.workers.local import plan_devices
+
+    settings = settings_from_args(args)
+    try:
+        plan_devices(settings.device, settings.workers)
+    except ValueError as error:
+        return fail(f"--device: {error}")
+    database = Database(settings.resolved_database_url)
+    try:
+        require_current(database.engine)
+    except RuntimeError as error:
+        return fail(str(error))
+    finally:
+        database.dispose()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    return 0

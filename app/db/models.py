@@ -1,0 +1,203 @@
+"""ORM schema (SQLAlchemy 2.0 typed mappings). Alembic migrations are the only thing that creates these
+tables; a test asserts the migrations and this module describe exactly the same schema."""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given; use timezone-aware UTC timestamps")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class ItemStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JobKind(StrEnum):
+    BATCH = "batch"
+    SCORE = "score"
+
+
+class SearchSpace(Base):
+    __tablename__ = "search_spaces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Architecture(Base):
+    """One cell of a space; `canonical_key` groups isomorphic cells that share one computed score."""
+
+    __tablename__ = "architectures"
+    __table_args__ = (
+        UniqueConstraint("space_id", "arch"),
+        Index("ix_architectures_space_canonical", "space_id", "canonical_key"),
+        Index("ix_architectures_space_benchmark_index", "space_id", "benchmark_index"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("search_spaces.id"))
+    arch: Mapped[str] = mapped_column(String(512))
+    canonical_key: Mapped[str] = mapped_column(Text)
+    benchmark_index: Mapped[int | None] = mapped_column(Integer)
+
+    space: Mapped[SearchSpace] = relationship()
+
+
+class ScoringConfig(Base):
+    """Everything that changes a proxy value; scores are only ever compared within one fingerprint."""
+
+    __tablename__ = "scoring_configs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    dataset: Mapped[str] = mapped_column(String(64))
+    data_source: Mapped[str] = mapped_column(Text)
+    batch_size: Mapped[int] = mapped_column(Integer)
+    sampling: Mapped[str] = mapped_column(String(16))
+    seed: Mapped[int] = mapped_column(Integer)
+    init: Mapped[str] = mapped_column(String(32))
+    proxy_version: Mapped[str] = mapped_column(String(32))
+    model_params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Score(Base):
+    """One proxy value; the unique constraint makes retries and concurrent workers unable to duplicate it."""
+
+    __tablename__ = "scores"
+    __table_args__ = (
+        UniqueConstraint("architecture_id", "config_id", "proxy"),
+        Index("ix_scores_config_proxy", "config_id", "proxy"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    architecture_id: Mapped[int] = mapped_column(ForeignKey("architectures.id"))
+    config_id: Mapped[int] = mapped_column(ForeignKey("scoring_configs.id"))
+    proxy: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float | None] = mapped_column(Double)
+    seconds: Mapped[float | None] = mapped_column(Double)
+    device: Mapped[str] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    computed_from_id: Mapped[int] = mapped_column(ForeignKey("architectures.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Observation(Base):
+    """A measured accuracy (e.g. a benchmark's trained test accuracy) to correlate scores against."""
+
+    __tablename__ = "observations"
+    __table_args__ = (UniqueConstraint("architecture_id", "dataset", "metric"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    architecture_id: Mapped[int] = mapped_column(ForeignKey("architectures.id"))
+    dataset: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(64))
+    accuracy: Mapped[float] = mapped_column(Double)
+    epochs: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(128))
+    observed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class BatchJob(Base):
+    """A persistent unit of work; `spec_key` identifies identical requests so they resume, not repeat."""
+
+    __tablename__ = "batch_jobs"
+    __table_args__ = (Index("ix_batch_jobs_spec_status", "spec_key", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    space_id: Mapped[int] = mapped_column(ForeignKey("search_spaces.id"))
+    config_id: Mapped[int] = mapped_column(ForeignKey("scoring_configs.id"))
+    proxies: Mapped[list[str]] = mapped_column(JSON)
+    spec_key: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    space: Mapped[SearchSpace] = relationship()
+    config: Mapped[ScoringConfig] = relationship()
+
+
+class BatchItem(Base):
+    """One architecture of a job; `claimed_by` + `lease_until` let a restart requeue abandoned work."""
+
+    __tablename__ = "batch_items"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "architecture_id"),
+        Index("ix_batch_items_status_batch", "status", "batch_id"),
+        Index("ix_batch_items_batch_status", "batch_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch_jobs.id", ondelete="CASCADE"))
+    architecture_id: Mapped[int] = mapped_column(ForeignKey("architectures.id"))
+    status: Mapped[str] = mapped_column(String(16), default=ItemStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    architecture: Mapped[Architecture] = relationship()

@@ -1,0 +1,38 @@
+"""Idempotent bulk writes that behave the same on SQLite and PostgreSQL: both speak
+`INSERT ... ON CONFLICT`, so a retried or concurrent write either lands once or is a no-op. Rows go
+through one cached statement executed for many parameter sets (SQLAlchemy batches them efficiently)."""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+
+def _insert_for(session: Session, table: Table) -> Any:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"idempotent inserts are not implemented for the {dialect} dialect")
+
+
+def insert_ignore(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], unique: Sequence[str]) -> None:
+    """Insert rows, silently skipping those that collide on the `unique` columns."""
+    if rows:
+        session.execute(_insert_for(session, table).on_conflict_do_nothing(index_elements=unique), list(rows))
+
+
+def upsert(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], unique: Sequence[str], update: Sequence[str]
+) -> None:
+    """Insert rows; where one collides on `unique`, overwrite its `update` columns (the newest write wins)."""
+    if not rows:
+        return
+    statement = _insert_for(session, table)
+    statement = statement.on_conflict_do_update(
+        index_elements=unique, set_={column: statement.excluded[column] for column in update}
+    )
+    session.execute(statement, list(rows))

@@ -1,0 +1,84 @@
+"""Reading and recording proxy scores. A result computed for one member of an isomorphism class is
+recorded for every member, each write an insert-or-nothing on (architecture, configuration, proxy): a
+retry, a restart or a second worker can neither duplicate nor overwrite a score."""
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.models import Score, utcnow
+from app.db.upsert import insert_ignore
+from app.workers.base import ProxyOutcome
+
+
+def stored_scores(session: Session, architecture_id: int, config_id: int, proxies: Iterable[str]) -> dict[str, Score]:
+    query = select(Score).where(
+        Score.architecture_id == architecture_id, Score.config_id == config_id, Score.proxy.in_(list(proxies))
+    )
+    return {score.proxy: score for score in session.execute(query).scalars()}
+
+
+def record_scores(
+    session: Session,
+    *,
+    member_ids: Sequence[int],
+    computed_from_id: int,
+    config_id: int,
+    outcomes: Mapping[str, ProxyOutcome],
+    device: str,
+) -> None:
+    """Store each storable outcome for every member of the class (existing rows are left untouched)."""
+    now = utcnow()
+    rows = [
+        {
+            "architecture_id": member_id,
+            "config_id": config_id,
+            "proxy": proxy,
+            "value": outcome.value if math.isfinite(outcome.value) else None,
+            "seconds": outcome.seconds,
+            "device": device,
+            "error": outcome.problem,
+            "computed_from_id": computed_from_id,
+            "created_at": now,
+        }
+        for proxy, outcome in outcomes.items()
+        if outcome.storable
+        for member_id in member_ids
+    ]
+    insert_ignore(session, Score.__table__, rows, unique=["architecture_id", "config_id", "proxy"])
+
+
+def score_view(score: Score) -> dict[str, Any]:
+    return {"value": score.value, "seconds": score.seconds, "device": score.device, "error": score.error}
+
+
+def share_class_scores(session: Session, config_id: int, member_ids: Sequence[int], proxies: Iterable[str]) -> None:
+    """Give every member of an isomorphism class the scores some member already has, so a class is never
+    computed twice under one configuration (even when members were added after it was scored)."""
+    stored = session.execute(
+        select(Score)
+        .where(Score.config_id == config_id, Score.architecture_id.in_(member_ids), Score.proxy.in_(list(proxies)))
+        .order_by(Score.id)
+    ).scalars()
+    first_per_proxy: dict[str, Score] = {}
+    for score in stored:
+        first_per_proxy.setdefault(score.proxy, score)
+    rows = [
+        {
+            "architecture_id": member_id,
+            "config_id": config_id,
+            "proxy": score.proxy,
+            "value": score.value,
+            "seconds": score.seconds,
+            "device": score.device,
+            "error": score.error,
+            "computed_from_id": score.computed_from_id,
+            "created_at": score.created_at,
+        }
+        for score in first_per_proxy.values()
+        for member_id in member_ids
+    ]
+    insert_ignore(session, Score.__table__, rows, unique=["architecture_id", "config_id", "proxy"])

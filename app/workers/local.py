@@ -1,0 +1,227 @@
+"""The local executor: one spawned process per CUDA device (pinned to it) or N CPU processes sharing the
+cores. A supervisor thread feeds tasks to idle workers and collects results; a worker that dies fails only
+the task it held (WorkerDied) and is replaced, so one bad cell never takes the pool down."""
+
+import multiprocessing
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from app.workers.base import Executor, ScoringTask, TaskError, TaskResult, WorkerDied
+from app.workers.process import worker_main
+
+SUPERVISOR_TICK_SECONDS = 1.0
+STOP_GRACE_SECONDS = 5.0
+MAX_RESPAWN_DELAY_SECONDS = 30.0
+
+
+@dataclass
+class _Slot:
+    name: str
+    device: str
+    process: BaseProcess | None = None
+    connection: Connection | None = None
+    ready: bool = False
+    current: tuple[ScoringTask, "Future[TaskResult]"] | None = None
+    failed_starts: int = 0
+    respawn_at: float = 0.0
+    restarts: int = 0
+
+
+def plan_devices(device: str, workers: int) -> list[str]:
+    """One entry per worker process: every visible GPU for auto/cuda, one given GPU, or N CPU workers."""
+    import torch
+    from scorers.device import resolve_device
+
+    resolved = resolve_device(device)
+    if resolved.type == "cpu":
+        return ["cpu"] * workers
+    if device.strip().lower() in ("auto", "cuda"):
+        return [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    return [str(resolved)]
+
+
+def threads_per_worker(devices: Sequence[str]) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, len(devices)))
+
+
+class LocalPool(Executor):
+    def __init__(self, devices: Sequence[str], threads: int | None = None) -> None:
+        if not devices:
+            raise ValueError("a local pool needs at least one worker device")
+        self._context = multiprocessing.get_context("spawn")
+        self._threads = threads or threads_per_worker(devices)
+        self._slots = [_Slot(f"worker-{index}", device) for index, device in enumerate(devices)]
+        self._queue: deque[tuple[ScoringTask, Future[TaskResult]]] = deque()
+        self._lock = threading.Lock()
+        self._wake_reader, self._wake_writer = self._context.Pipe(duplex=False)
+        self._closed = False
+        for slot in self._slots:
+            self._spawn(slot)
+        self._supervisor = threading.Thread(target=self._supervise, name="nasscore-pool", daemon=True)
+        self._supervisor.start()
+
+    @property
+    def capacity(self) -> int:
+        return len(self._slots)
+
+    def submit(self, task: ScoringTask) -> "Future[TaskResult]":
+        future: Future[TaskResult] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker pool is shut down")
+            self._queue.append((task, future))
+        self._wake()
+        return future
+
+    def alive(self) -> bool:
+        return not self._closed and all(s.process is not None and s.process.is_alive() for s in self._slots)
+
+    def health(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "executor": "local",
+                "workers": len(self._slots),
+                "alive": sum(1 for s in self._slots if s.process is not None and s.process.is_alive()),
+                "ready": sum(1 for s in self._slots if s.ready),
+                "busy": sum(1 for s in self._slots if s.current is not None),
+                "queued": len(self._queue),
+                "devices": [s.device for s in self._slots],
+                "pids": [s.process.pid if s.process is not None else None for s in self._slots],
+                "threads_per_worker": self._threads,
+                "restarts": sum(s.restarts for s in self._slots),
+            }
+
+    def ready(self) -> bool:
+        return self.alive() and all(s.ready for s in self._slots)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._wake()
+        self._supervisor.join()
+        for slot in self._slots:
+            self._stop(slot)
+        with self._lock:
+            abandoned = [future for _, future in self._queue]
+            self._queue.clear()
+        for future in abandoned:
+            future.set_exception(WorkerDied("the worker pool shut down before running this task"))
+
+    def _wake(self) -> None:
+        try:
+            self._wake_writer.send_bytes(b"!")
+        except OSError:
+            pass
+
+    def _spawn(self, slot: _Slot) -> None:
+        parent_end, child_end = self._context.Pipe()
+        process = self._context.Process(
+            target=worker_main,
+            args=(child_end, slot.name, slot.device, self._threads, os.getpid()),
+            name=f"nasscore-{slot.name}",
+            daemon=True,
+        )
+        process.start()
+        child_end.close()
+        slot.process, slot.connection, slot.ready = process, parent_end, False
+
+    def _supervise(self) -> None:
+        while not self._closed:
+            self._assign_tasks()
+            signalled = wait(self._waitables(), timeout=SUPERVISOR_TICK_SECONDS)
+            if self._wake_reader in signalled:
+                while self._wake_reader.poll():
+                    self._wake_reader.recv_bytes()
+            for slot in self._slots:
+                if slot.connection is not None and slot.connection in signalled:
+                    self._receive(slot)
+            for slot in self._slots:
+                self._replace_if_dead(slot)
+
+    def _waitables(self) -> list[Any]:
+        waitables: list[Any] = [self._wake_reader]
+        for slot in self._slots:
+            if slot.connection is not None:
+                waitables += [slot.connection, slot.process.sentinel]
+        return waitables
+
+    def _assign_tasks(self) -> None:
+        for slot in self._slots:
+            if not slot.ready or slot.current is not None:
+                continue
+            with self._lock:
+                if not self._queue:
+                    return
+                task, future = self._queue.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            slot.current = (task, future)
+            try:
+                slot.connection.send(task)
+            except OSError:
+                pass  # the worker is dying; _replace_if_dead fails this task and restarts it
+
+    def _receive(self, slot: _Slot) -> None:
+        try:
+            kind, payload = slot.connection.recv()
+        except (EOFError, OSError):
+            return  # the process is gone; _replace_if_dead handles it
+        if kind == "ready":
+            slot.ready, slot.failed_starts = True, 0
+            return
+        _, future = slot.current
+        slot.current = None
+        if kind == "ok":
+            future.set_result(payload)
+        else:
+            future.set_exception(TaskError(payload))
+
+    def _replace_if_dead(self, slot: _Slot) -> None:
+        if slot.process is not None and slot.process.is_alive():
+            return
+        if slot.process is not None:
+            self._bury(slot)
+        if not self._closed and time.monotonic() >= slot.respawn_at:
+            self._spawn(slot)
+            slot.restarts += 1
+
+    def _bury(self, slot: _Slot) -> None:
+        """Fail the dead worker's task and schedule a restart (backing off if it dies while starting)."""
+        exit_code = slot.process.exitcode
+        if slot.current is not None:
+            task, future = slot.current
+            message = f"worker process {slot.name} on {slot.device} died (exit code {exit_code}) scoring {task.arch}"
+            future.set_exception(WorkerDied(message))
+        if not slot.ready:
+            slot.failed_starts += 1
+        delay = min(MAX_RESPAWN_DELAY_SECONDS, 2.0 ** slot.failed_starts - 1.0)
+        slot.respawn_at = time.monotonic() + delay
+        slot.connection.close()
+        slot.process, slot.connection, slot.current, slot.ready = None, None, None, False
+
+    def _stop(self, slot: _Slot) -> None:
+        if slot.process is None:
+            return
+        try:
+            slot.connection.send(None)
+        except OSError:
+            pass
+        slot.process.join(STOP_GRACE_SECONDS if slot.current is None else 0.5)
+        if slot.process.is_alive():
+            slot.process.kill()
+            slot.process.join()
+        if slot.current is not None:
+            slot.current[1].set_exception(WorkerDied("the worker pool shut down while running this task"))
+        slot.connection.close()
+        slot.process, slot.connection, slot.current = None, None, None

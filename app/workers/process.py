@@ -1,0 +1,93 @@
+"""What runs inside a worker process: pin the device and thread count once, keep torch, the search
+spaces, the proxies and recently used calibration batches warm, then score tasks until told to stop or
+until the parent disappears (so a `kill -9` of the server leaves no orphan behind)."""
+
+import os
+import signal
+import time
+from collections import OrderedDict
+from multiprocessing.connection import Connection
+from typing import Any
+
+from app.workers.base import ProxyOutcome, ScoringTask, TaskResult
+
+CALIBRATION_CACHE_SIZE = 4
+PARENT_CHECK_SECONDS = 1.0
+
+
+class _WorkerState:
+    def __init__(self, name: str, device: str, threads: int) -> None:
+        import torch
+
+        self.name = name
+        self.device = torch.device(device)
+        torch.set_num_threads(threads)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.calibration: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
+
+    def batch(self, task: ScoringTask) -> tuple[Any, Any]:
+        from scorers.calibration import load_calibration_batch
+
+        key = (task.dataset, task.source, task.batch_size, task.sampling, task.seed)
+        if key not in self.calibration:
+            batch = load_calibration_batch(
+                task.dataset, task.source, batch_size=task.batch_size, sampling=task.sampling, seed=task.seed
+            )
+            self.calibration[key] = (batch.inputs.to(self.device), batch.targets.to(self.device))
+            while len(self.calibration) > CALIBRATION_CACHE_SIZE:
+                self.calibration.popitem(last=False)
+        self.calibration.move_to_end(key)
+        return self.calibration[key]
+
+    def run(self, task: ScoringTask) -> TaskResult:
+        from app.scoring import score_architecture
+
+        started = time.perf_counter()
+        inputs, targets = self.batch(task)
+        results = score_architecture(
+            task.space, task.arch, inputs, targets, task.proxies,
+            seed=task.seed, device=self.device, model_params=task.model_params,
+        )
+        outcomes = {name: ProxyOutcome(r.value, r.seconds, r.error) for name, r in results.items()}
+        return TaskResult(outcomes, str(self.device), time.perf_counter() - started, self.name)
+
+
+def worker_main(connection: Connection, name: str, device: str, threads: int, parent_pid: int) -> None:
+    """Entry point of a spawned worker. Messages in: a ScoringTask or None (stop). Out: ("ready", name),
+    then ("ok", TaskResult) or ("error", text) per task."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    import app.scoring  # noqa: F401  (torch, the proxies and the search spaces, loaded before the first task)
+
+    state = _WorkerState(name, device, threads)
+    if not _send(connection, ("ready", name)):
+        return
+    while (task := _next_task(connection, parent_pid)) is not None:
+        if not _send(connection, _run(state, task)):
+            return
+
+
+def _next_task(connection: Connection, parent_pid: int) -> ScoringTask | None:
+    """The next task, or None when told to stop or when the parent process has gone away."""
+    while not connection.poll(PARENT_CHECK_SECONDS):
+        if os.getppid() != parent_pid:
+            return None
+    try:
+        return connection.recv()
+    except EOFError:
+        return None
+
+
+def _run(state: _WorkerState, task: ScoringTask) -> tuple[str, Any]:
+    try:
+        return "ok", state.run(task)
+    except Exception as error:  # reported to the dispatcher as this item's error
+        return "error", f"{type(error).__name__}: {error}"
+
+
+def _send(connection: Connection, message: tuple[str, Any]) -> bool:
+    try:
+        connection.send(message)
+    except OSError:
+        return False  # the parent is gone
+    return True

@@ -1,0 +1,408 @@
+"""The shared-pass engine behind every proxy.
+
+A `ScoringContext` is built once per (model, batch, requested proxies). Proxies ask it for quantities
+(loss gradients, the Hessian-gradient product, or anything registered through `shared`); each quantity
+is computed lazily on first use, cached, and timed, so proxies requested together share passes:
+SNIP and GraSP share one forward and one gradient backward, and GraSP's Hessian product reuses that
+gradient's graph when the context was told (via `ProxyInfo.needs_second_order`) to keep it.
+
+Time accounting: a proxy is charged its own exclusive time (time inside its function not spent
+computing shared quantities) plus, for every shared quantity it used, that quantity's exclusive compute
+time divided equally among all the proxies that used it. Summed over proxies this equals the wall time.
+
+The caller's model is never mutated: forward passes go through `torch.func.functional_call` with detached
+aliases of the parameters and clones of the buffers (BatchNorm running statistics are updated on the
+clones), training flags and any temporary BatchNorm bypass are restored in `finally` blocks, and
+gradients come from `torch.autograd.grad`, so no `.grad` is left behind.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from typing import Any, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from scorers.registry import ProxyInfo
+from scorers.second_order import fast_second_order
+
+T = TypeVar("T")
+Gradients = list[Tensor | None]
+TapFactory = Callable[["ScoringContext"], AbstractContextManager[Any]]
+
+_TAPS: defaultdict[str, dict[str, TapFactory]] = defaultdict(dict)
+
+
+def register_tap(pass_key: str, proxy_name: str, factory: TapFactory) -> None:
+    """Let proxy `proxy_name` observe the shared pass `pass_key` ("loss_gradients" or "input_jacobian")
+    through module hooks instead of running a pass of its own.
+
+    Taps are planned when a context is built for the requested proxies, so a pass carries the hooks of
+    every requested proxy whichever proxy triggers it first. `factory(ctx)` makes a context manager that
+    is entered around the whole pass (all chunks); the proxy reads it back with `ctx.tap(...)`.
+    """
+    _TAPS[pass_key][proxy_name] = factory
+
+
+class _Failure:
+    """A cached exception, so a quantity that failed once fails fast for every later user."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def scored_weight_names(model: nn.Module) -> list[str]:
+    """Names of the Conv2d/Linear weights the proxies sum over, in `model.modules()` order.
+
+    A weight shared by several layers appears once per layer, as in the reference implementation.
+    """
+    name_of = {id(param): name for name, param in model.named_parameters()}
+    return [
+        name_of[id(module.weight)]
+        for module in model.modules()
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and module.weight is not None
+    ]
+
+
+def logits_of(output: Any) -> Tensor:
+    """The logits of a model output; `(features, logits)` tuples (NAS-Bench-201 models) give the last."""
+    if isinstance(output, Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[-1], Tensor):
+        return output[-1]
+    raise TypeError(f"model output must be a tensor or a tuple ending with the logits, got {type(output).__name__}")
+
+
+def sum_over_layers(per_layer: Sequence[Tensor]) -> float:
+    """Sum of per-layer sums as a Python float: the reference's aggregation."""
+    if not per_layer:
+        return 0.0
+    return torch.stack([tensor.sum() for tensor in per_layer]).sum().item()
+
+
+@contextmanager
+def train_mode(model: nn.Module) -> Iterator[None]:
+    """Put every module in training mode for the block, then restore each module's own flag."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.train()
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+def _identity(inputs: Tensor) -> Tensor:
+    return inputs
+
+
+@contextmanager
+def batchnorm_bypassed(model: nn.Module) -> Iterator[None]:
+    """Make every BatchNorm layer the identity for the block (SynFlow's `bn=False`), then restore it.
+
+    The forward is swapped on the instance rather than masked by a hook so the normalisation is never
+    computed (a hook would still run it, and train-mode BatchNorm rejects a single example).
+    """
+    patched: list[tuple[nn.Module, Any]] = []
+    try:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                patched.append((module, module.__dict__.get("forward")))
+                module.forward = _identity
+        yield
+    finally:
+        for module, previous in patched:
+            if previous is None:
+                del module.forward
+            else:
+                module.forward = previous
+
+
+@contextmanager
+def forward_hooks(modules: Iterable[nn.Module], hook: Callable[[nn.Module, tuple[Any, ...], Any], Any]) -> Iterator[None]:
+    """`hook` as a forward hook on each of `modules` for the block, removed in `finally`.
+
+    Activation-based proxies read module outputs during their own `ScoringContext.forward` this way (a hook
+    that returns a value replaces the output) without leaving hooks on the caller's model.
+    """
+    handles = []
+    try:
+        for module in modules:
+            handles.append(module.register_forward_hook(hook))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def redrawn_parameters(
+    model: nn.Module, generator: torch.Generator, init_weight: Callable[..., Tensor]
+) -> dict[str, Tensor]:
+    """Fresh parameters for proxies that score a re-initialised network (Zen-NAS, SWAP, AZ-NAS).
+
+    Each Conv2d/Linear weight is a new CPU tensor filled by `init_weight(tensor, generator=generator)` (an
+    `nn.init` function) in `model.modules()` order, so the draw does not depend on the device; their biases
+    are zero and BatchNorm2d/GroupNorm scales one, shifts zero, as the references' init functions set them.
+    Every other parameter is a detached alias; the caller's tensors are never written.
+    """
+    redrawn = {id(param): param.detach() for param in model.parameters()}
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            fresh = init_weight(torch.empty(module.weight.shape), generator=generator)
+            redrawn[id(module.weight)] = fresh.to(module.weight.device, module.weight.dtype)
+            if module.bias is not None:
+                redrawn[id(module.bias)] = torch.zeros_like(module.bias.detach())
+        elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)) and module.weight is not None:
+            redrawn[id(module.weight)] = torch.ones_like(module.weight.detach())
+            redrawn[id(module.bias)] = torch.zeros_like(module.bias.detach())
+    return {name: redrawn[id(param)] for name, param in model.named_parameters()}
+
+
+class ScoringContext:
+    """Lazily computed, cached and timed quantities shared by the proxies scoring one model on one batch.
+
+    A proxy is `fn(ctx) -> float`. Besides `inputs`, `targets`, `device`, `weight_names` and `weights`,
+    it can use `gradients()`, `hessian_gradient()`, `data_state()` + `forward()` + `chunks()` for its own
+    passes, and `shared(key, compute)` to publish anything other proxies may reuse (activations, ReLU
+    codes, Jacobians...): the first caller computes it, later callers get the cached value, and its time
+    is split among all callers. `input_jacobian()` is the input gradient of the summed logits, and
+    `register_tap` lets a proxy hook modules during a shared pass (`tap` returns what it saw). Proxies
+    must treat everything they get as read-only.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inputs: Tensor,
+        targets: Tensor | None,
+        proxies: Sequence[ProxyInfo],
+        *,
+        split: int = 1,
+    ) -> None:
+        if split < 1 or split > inputs.shape[0]:
+            raise ValueError(f"split must be between 1 and the batch size {inputs.shape[0]}, got {split}")
+        self.model = model
+        self.device = model_device(model)
+        self.inputs = inputs.to(self.device)
+        self.targets = targets.to(self.device) if targets is not None else None
+        self.split = split
+        self.second_order = any(proxy.needs_second_order for proxy in proxies)
+        self.keep_gradient_graph = split == 1 and self.second_order
+        self.weight_names = scored_weight_names(model)
+        self._parameters = dict(model.named_parameters())
+        self._cache: dict[str, Any] = {}
+        self._seconds: dict[str, float] = {}
+        self._users: defaultdict[str, set[str]] = defaultdict(set)
+        self._own_seconds: dict[str, float] = {}
+        self._active_proxy: str | None = None
+        self._nested_seconds: list[float] = []
+        self._gradient_graph: tuple[Tensor | None, ...] | None = None
+        requested = {proxy.name for proxy in proxies}
+        self._taps = {
+            pass_key: {name: factory(self) for name, factory in factories.items() if name in requested}
+            for pass_key, factories in _TAPS.items()
+        }
+
+    @property
+    def weights(self) -> list[Tensor]:
+        """The caller's Conv2d/Linear weights, detached (read-only views; never write to them)."""
+        return [self._parameters[name].detach() for name in self.weight_names]
+
+    def named_parameters(self) -> dict[str, Tensor]:
+        return dict(self._parameters)
+
+    def named_buffers(self) -> dict[str, Tensor]:
+        return dict(self.model.named_buffers())
+
+    def forward(
+        self,
+        inputs: Tensor,
+        *,
+        parameters: Mapping[str, Tensor],
+        buffers: Mapping[str, Tensor],
+        bypass_batchnorm: bool = False,
+        twice_differentiable: bool = False,
+    ) -> Tensor:
+        """The model's logits in training mode, computed with the given parameter and buffer tensors.
+
+        `twice_differentiable` routes Conv2d/BatchNorm2d through `scorers.second_order`, whose double
+        backward is cheaper; use it for passes that will be differentiated twice.
+        """
+        bypass = batchnorm_bypassed(self.model) if bypass_batchnorm else nullcontext()
+        second_order = fast_second_order(self.model) if twice_differentiable else nullcontext()
+        with train_mode(self.model), bypass, second_order:
+            output = functional_call(self.model, (dict(parameters), dict(buffers)), (inputs,))
+        return logits_of(output)
+
+    def chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """The batch in `split` contiguous chunks, as the reference slices it after a CUDA OOM."""
+        if self.targets is None:
+            raise ValueError("this proxy needs labels but no targets were given")
+        size = self.inputs.shape[0]
+        for index in range(self.split):
+            start, end = index * size // self.split, (index + 1) * size // self.split
+            yield self.inputs[start:end], self.targets[start:end]
+
+    def data_state(self) -> tuple[dict[str, Tensor], dict[str, Tensor], list[Tensor]]:
+        """Parameter aliases (scored weights require grad), buffer clones, and the weight leaves in order."""
+        return self.shared("data_state", ScoringContext._build_data_state)
+
+    def loss(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        """Cross-entropy on a chunk; twice differentiable cheaply when a second-order proxy was requested."""
+        parameters, buffers, _ = self.data_state()
+        logits = self.forward(inputs, parameters=parameters, buffers=buffers, twice_differentiable=self.second_order)
+        return F.cross_entropy(logits, targets)
+
+    def gradients(self) -> Gradients:
+        """g = ∂L/∂θ for each scored weight (None where unused), summed over the chunks, detached."""
+        return self.shared("loss_gradients", ScoringContext._compute_gradients)
+
+    def hessian_gradient(self) -> Gradients:
+        """Hg for each scored weight, with g from `gradients()` held constant (None where unused)."""
+        return self.shared("hessian_gradient", ScoringContext._compute_hessian_gradient)
+
+    def input_jacobian(self) -> Tensor:
+        """∂(Σ logits)/∂x per example (N × input size), training mode, chunk by chunk, detached; zeros where
+        the logits ignore the input."""
+        return self.shared("input_jacobian", ScoringContext._compute_input_jacobian)
+
+    def tap(self, pass_key: str, proxy_name: str) -> Any:
+        """The tap `proxy_name` registered on `pass_key`, holding what it observed (see `register_tap`)."""
+        return self._taps[pass_key][proxy_name]
+
+    @contextmanager
+    def tapping(self, pass_key: str) -> Iterator[None]:
+        """Run the block (one shared pass) with every planned tap of `pass_key` entered."""
+        with ExitStack() as stack:
+            for tap in self._taps.get(pass_key, {}).values():
+                stack.enter_context(tap)
+            yield
+
+    def shared(self, key: str, compute: Callable[[ScoringContext], T]) -> T:
+        """`compute(self)` once per context under `key`; later calls (by any proxy) reuse the value."""
+        if self._active_proxy is not None:
+            self._users[key].add(self._active_proxy)
+        if key in self._cache:
+            cached = self._cache[key]
+            if isinstance(cached, _Failure):
+                raise cached.error
+            return cached
+        seconds, value = self._timed(lambda: compute(self))
+        self._seconds[key] = seconds
+        self._cache[key] = value
+        if isinstance(value, _Failure):
+            raise value.error
+        return value
+
+    def run_proxy(self, proxy: ProxyInfo) -> float | BaseException:
+        """The proxy's value, or the exception it raised (so one failure never stops the others)."""
+        self._active_proxy = proxy.name
+        try:
+            seconds, value = self._timed(lambda: float(proxy.fn(self)))
+        finally:
+            self._active_proxy = None
+        self._own_seconds[proxy.name] = seconds
+        return value.error if isinstance(value, _Failure) else value
+
+    def seconds_for(self, proxy_name: str) -> float:
+        """Own time plus an equal share of each shared quantity the proxy used (see module docstring)."""
+        shared = sum(self._seconds.get(key, 0.0) / len(users) for key, users in self._users.items() if proxy_name in users)
+        return self._own_seconds.get(proxy_name, 0.0) + shared
+
+    def _build_data_state(self) -> tuple[dict[str, Tensor], dict[str, Tensor], list[Tensor]]:
+        scored = set(self.weight_names)
+        parameters = {
+            name: param.detach().requires_grad_(name in scored) for name, param in self.named_parameters().items()
+        }
+        buffers = {name: buffer.clone() for name, buffer in self.named_buffers().items()}
+        leaves = [parameters[name] for name in self.weight_names]
+        return parameters, buffers, leaves
+
+    def _compute_gradients(self) -> Gradients:
+        """One pass per chunk; with a second-order proxy and no split, the graph is kept for Hg."""
+        _, _, leaves = self.data_state()
+        with self.tapping("loss_gradients"):
+            if self.keep_gradient_graph:
+                inputs, targets = next(self.chunks())
+                graph = torch.autograd.grad(self.loss(inputs, targets), leaves, create_graph=True, allow_unused=True)
+                self._gradient_graph = graph
+                return [None if grad is None else grad.detach() for grad in graph]
+            total: Gradients = [None] * len(leaves)
+            for inputs, targets in self.chunks():
+                grads = torch.autograd.grad(self.loss(inputs, targets), leaves, allow_unused=True)
+                total = _accumulate(total, grads)
+            return total
+
+    def _compute_hessian_gradient(self) -> Gradients:
+        """Backward of z = Σ g·∂L/∂θ: through the kept graph, else per chunk with the full-batch g."""
+        gradient = self.gradients()
+        _, _, leaves = self.data_state()
+        if self._gradient_graph is not None:
+            graph, self._gradient_graph = self._gradient_graph, None
+            return list(torch.autograd.grad(_gradient_dot(gradient, graph), leaves, allow_unused=True))
+        total: Gradients = [None] * len(leaves)
+        for inputs, targets in self.chunks():
+            graph = torch.autograd.grad(self.loss(inputs, targets), leaves, create_graph=True, allow_unused=True)
+            total = _accumulate(total, torch.autograd.grad(_gradient_dot(gradient, graph), leaves, allow_unused=True))
+        return total
+
+    def _compute_input_jacobian(self) -> Tensor:
+        parameters, buffers, _ = self.data_state()
+        size = self.inputs.shape[0]
+        rows = []
+        with self.tapping("input_jacobian"):
+            for index in range(self.split):
+                chunk = self.inputs[index * size // self.split : (index + 1) * size // self.split]
+                chunk = chunk.detach().requires_grad_(True)
+                logits = self.forward(chunk, parameters=parameters, buffers=buffers)
+                (jacobian,) = torch.autograd.grad(logits.sum(), chunk, allow_unused=True, materialize_grads=True)
+                rows.append(jacobian.flatten(1))
+        return torch.cat(rows)
+
+    def _timed(self, compute: Callable[[], T]) -> tuple[float, T | _Failure]:
+        """Exclusive seconds of `compute` (nested shared computations excluded) and its value or failure."""
+        self._synchronize()
+        start = time.perf_counter()
+        self._nested_seconds.append(0.0)
+        try:
+            value: T | _Failure = compute()
+        except Exception as error:
+            value = _Failure(error)
+        self._synchronize()
+        elapsed = time.perf_counter() - start
+        nested = self._nested_seconds.pop()
+        if self._nested_seconds:
+            self._nested_seconds[-1] += elapsed
+        return elapsed - nested, value
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def _gradient_dot(constant: Gradients, graph: Sequence[Tensor | None]) -> Tensor:
+    """z = Σ g·∂L/∂θ over layers where both exist; its gradient is the Hessian-gradient product."""
+    terms = [(fixed * live).sum() for fixed, live in zip(constant, graph) if fixed is not None and live is not None]
+    if not terms:
+        raise RuntimeError("the loss does not depend on any Conv2d/Linear weight")
+    return torch.stack(terms).sum()
+
+
+def _accumulate(total: Gradients, grads: Sequence[Tensor | None]) -> Gradients:
+    return [
+        new if old is None else old if new is None else old + new for old, new in zip(total, grads, strict=True)
+    ]

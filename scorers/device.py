@@ -1,0 +1,46 @@
+"""Device selection shared by the CLI and the service, so "auto" means the same thing everywhere."""
+
+import os
+
+import torch
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """"auto" (CUDA when present, else CPU), "cpu", "cuda" or "cuda:N" -> a usable `torch.device`.
+
+    Raises ValueError with an actionable message for malformed names or a CUDA device that is absent.
+    """
+    if isinstance(spec, torch.device):
+        spec = str(spec)
+    name = spec.strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        return _cuda_device(name)
+    raise ValueError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N")
+
+
+def _cuda_device(name: str) -> torch.device:
+    index_text = name.partition(":")[2]
+    if index_text and not index_text.isdigit():
+        raise ValueError(f"malformed CUDA device {name!r}; use cuda or cuda:N with N a device index")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available here; use auto or cpu")
+    index = int(index_text) if index_text else torch.cuda.current_device()
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
+    return torch.device("cuda", index)
+
+
+def configure_cpu_threads(num_threads: int | None = None) -> int:
+    """Use one intra-op thread per available core (or `num_threads`) and return the count.
+
+    Scoring is a few large convolutions per pass, so intra-op parallelism is what pays; inter-op threads
+    would only compete for the same cores.
+    """
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, num_threads or available)
+    torch.set_num_threads(threads)
+    return threads

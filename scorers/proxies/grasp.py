@@ -1,0 +1,24 @@
+"""GraSP: Wang, Zhang & Grosse, "Picking Winning Tickets Before Training by Preserving Gradient Flow",
+ICLR 2020; summed over weights as a NAS proxy by Abdelfattah et al., "Zero-Cost Proxies for Lightweight
+NAS", ICLR 2021 (whose sign convention, −θ ⊙ Hg, we keep)."""
+
+from scorers.context import ScoringContext, sum_over_layers
+from scorers.registry import register_proxy
+
+
+@register_proxy(
+    name="grasp",
+    needs_data=True,
+    needs_labels=True,
+    higher_is_better=True,
+    paper="Wang et al., Picking Winning Tickets Before Training by Preserving Gradient Flow, ICLR 2020",
+    needs_second_order=True,
+)
+def grasp(ctx: ScoringContext) -> float:
+    """Σ −θ ⊙ (H g) over Conv2d/Linear weights, g = ∂L/∂θ held constant, BatchNorm in training mode.
+
+    With `split` > 1, g is the sum of all chunks' gradients (the reference keeps only the last chunk's,
+    an accident of resetting its accumulator inside the chunk loop) and Hg is summed over the chunks.
+    """
+    per_layer = [-weight * hg for weight, hg in zip(ctx.weights, ctx.hessian_gradient()) if hg is not None]
+    return sum_over_layers(per_layer)

@@ -1,0 +1,83 @@
+"""Proxy registry: each zero-cost proxy registers itself with its metadata, so adding a proxy is one new
+module under `scorers/proxies/` and every consumer (CLI, service, reports) sees it without edits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scorers.context import ScoringContext
+
+ProxyFn = Callable[["ScoringContext"], float]
+
+
+@dataclass(frozen=True)
+class ProxyInfo:
+    """A registered proxy and what it needs, so callers can plan data loading and ranking direction."""
+
+    name: str
+    fn: ProxyFn
+    needs_data: bool
+    needs_labels: bool
+    higher_is_better: bool
+    paper: str
+    needs_second_order: bool = False
+    summary: str = ""
+
+
+class UnknownProxyError(KeyError):
+    """A proxy name that is not registered; the message lists the known names."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+_REGISTRY: dict[str, ProxyInfo] = {}
+
+
+def register_proxy(
+    *,
+    name: str,
+    needs_data: bool,
+    needs_labels: bool,
+    higher_is_better: bool,
+    paper: str,
+    needs_second_order: bool = False,
+) -> Callable[[ProxyFn], ProxyFn]:
+    """Register `fn(ctx) -> float` under `name`.
+
+    `needs_second_order` tells the shared pass to keep the gradient graph so a Hessian product can reuse
+    the same forward/backward instead of recomputing it.
+    """
+
+    def decorator(fn: ProxyFn) -> ProxyFn:
+        if name in _REGISTRY:
+            raise ValueError(f"proxy {name!r} is already registered (by {_REGISTRY[name].fn.__module__})")
+        summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+        _REGISTRY[name] = ProxyInfo(
+            name=name,
+            fn=fn,
+            needs_data=needs_data,
+            needs_labels=needs_labels,
+            higher_is_better=higher_is_better,
+            paper=paper,
+            needs_second_order=needs_second_order,
+            summary=summary,
+        )
+        return fn
+
+    return decorator
+
+
+def get_proxy(name: str) -> ProxyInfo:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise UnknownProxyError(f"unknown proxy {name!r}; known proxies: {known}") from None
+
+
+def list_proxies() -> list[ProxyInfo]:
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]

@@ -1,0 +1,216 @@
+"""Shared fixtures: a real throwaway PostgreSQL server, real SQLite files, the shared data files, and the
+real service running under uvicorn on a free local port."""
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = REPO_ROOT.parent / "shared"
+CIFAR10_NPZ = SHARED_DIR / "data" / "cifar10" / "cifar10_train_3805.npz"
+NB201_CSV = SHARED_DIR / "data" / "nb201" / "nb201_cifar10_test_acc.csv"
+# A small but real NB201 network on synthetic data: keeps service tests about the service, not about FLOPs.
+TINY_CONFIG = {"data": "synthetic", "batch_size": 8, "channels": 4, "cells_per_stage": 1}
+READY_TIMEOUT_SECONDS = 180
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _postgres_bin_dir() -> Path | None:
+    """The newest installed PostgreSQL server binaries (Debian layout first, then PATH)."""
+    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name or 0))
+    for candidate in [Path(p) for p in reversed(debian)]:
+        if (candidate / "initdb").exists() and (candidate / "pg_ctl").exists():
+            return candidate
+    pg_ctl = shutil.which("pg_ctl")
+    return Path(pg_ctl).parent if pg_ctl and shutil.which("initdb") else None
+
+
+class PostgresServer:
+    """A private PostgreSQL cluster in a temp dir on 127.0.0.1; initdb refuses root, so run as `postgres`."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin_dir = bin_dir
+        self.root = Path(tempfile.mkdtemp(prefix="nasscore-pg-"))
+        self.data_dir = self.root / "data"
+        self.port = free_port()
+        self.as_postgres_user = os.getuid() == 0
+        if self.as_postgres_user:
+            shutil.chown(self.root, user="postgres", group="postgres")
+
+    def _run(self, *args: str) -> None:
+        command = [str(self.bin_dir / args[0]), *args[1:]]
+        if self.as_postgres_user:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
+
+    def start(self) -> None:
+        self._run("initdb", "-D", str(self.data_dir), "-U", "postgres", "-A", "trust", "-E", "UTF8")
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.root} -F -c max_connections=300"
+        self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.root / "server.log"), "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.data_dir), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def create_database(self) -> str:
+        """A fresh empty database; returns its SQLAlchemy URL."""
+        import psycopg
+
+        name = f"nasscore_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    bin_dir = _postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries not found (run `make postgres-server` to install them)")
+    server = PostgresServer(bin_dir)
+    try:
+        server.start()
+    except subprocess.CalledProcessError as error:
+        server.stop()
+        pytest.fail(f"could not start the test PostgreSQL server: {error.stderr or error.stdout}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on each backend: a real SQLite file, then a real PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'nasscore.db'}"
+    return request.getfixturevalue("postgres_server").create_database()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'nasscore.db'}"
+
+
+@pytest.fixture
+def cifar10_npz() -> Path:
+    if not CIFAR10_NPZ.exists():
+        pytest.skip(f"shared CIFAR-10 batch not found at {CIFAR10_NPZ}")
+    return CIFAR10_NPZ
+
+
+@pytest.fixture
+def nb201_csv() -> Path:
+    if not NB201_CSV.exists():
+        pytest.skip(f"shared NB201 accuracy table not found at {NB201_CSV}")
+    return NB201_CSV
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, cifar10_npz: Path) -> Path:
+    """An operator data directory exposing the shared CIFAR-10 batch as `cifar10.npz` (a symlink)."""
+    directory = tmp_path / "data"
+    directory.mkdir()
+    (directory / "cifar10.npz").symlink_to(cifar10_npz)
+    return directory
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll until `condition()` is truthy and return it; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def wait_ready(client: httpx.Client, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+    def ready() -> bool:
+        try:
+            return client.get("/readyz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(ready, timeout, f"{client.base_url}/readyz", interval=0.2)
+
+
+def wait_for_batch(client: httpx.Client, batch_id: int, timeout: float = 300) -> dict[str, Any]:
+    """The batch's final state once it is done or cancelled."""
+
+    def finished() -> dict[str, Any] | None:
+        body = client.get(f"/v1/batches/{batch_id}").json()
+        return body if body["status"] in ("done", "cancelled") else None
+
+    return wait_until(finished, timeout, f"batch {batch_id} to finish", interval=0.2)
+
+
+class LiveServer:
+    """The real app under uvicorn in a background thread, on a free 127.0.0.1 port."""
+
+    def __init__(self, settings: Any) -> None:
+        import uvicorn
+
+        from app.api import create_app
+
+        self.settings = settings
+        self.port = free_port()
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        wait_ready(self.client)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)
+        self.client.close()
+
+
+def service_settings(home: Path, database_url: str, **overrides: Any) -> Any:
+    from app.db.migrations import upgrade
+    from app.settings import Settings
+
+    upgrade(database_url)
+    values = {"home": home, "database_url": database_url, "workers": 1, "poll_seconds": 0.1, "sync_wait_seconds": 30}
+    return Settings(**(values | overrides))
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def live_service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The real service on each backend (one server per test module and backend), with the shared
+    CIFAR-10 batch as the operator's `cifar10.npz` when it is available."""
+    home = tmp_path_factory.mktemp(f"service-{request.param}")
+    data_dir = home / "data"
+    data_dir.mkdir()
+    if CIFAR10_NPZ.exists():
+        (data_dir / "cifar10.npz").symlink_to(CIFAR10_NPZ)
+    if request.param == "sqlite":
+        url = f"sqlite:///{home / 'nasscore.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server").create_database()
+    limits = {"max_body_bytes": 256 * 1024, "max_batch_items": 200, "max_observations": 100}
+    with LiveServer(service_settings(home, url, data_dir=data_dir, **limits)) as server:
+        yield server

@@ -1,0 +1,88 @@
+"""The migrations are the schema: on SQLite and on PostgreSQL they must produce exactly the ORM's tables,
+and the database itself must enforce the uniqueness the service relies on."""
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from app.db import Database
+from app.db.migrations import current_revision, downgrade, head_revision, require_current, upgrade
+from app.db.models import Architecture, Base, Score, ScoringConfig, SearchSpace
+
+
+def _schema_diff(database: Database) -> list:
+    with database.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": True})
+        return compare_metadata(context, Base.metadata)
+
+
+def test_migrations_produce_exactly_the_orm_schema(database_url: str) -> None:
+    upgrade(database_url)
+    database = Database(database_url)
+    try:
+        assert current_revision(database.engine) == head_revision()
+        assert _schema_diff(database) == []
+        assert set(inspect(database.engine).get_table_names()) == set(Base.metadata.tables) | {"alembic_version"}
+    finally:
+        database.dispose()
+
+
+def test_downgrade_to_base_and_upgrade_again(database_url: str) -> None:
+    upgrade(database_url)
+    downgrade(database_url, "base")
+    database = Database(database_url)
+    try:
+        assert set(inspect(database.engine).get_table_names()) <= {"alembic_version"}
+        with pytest.raises(RuntimeError, match="nasscore db upgrade"):
+            require_current(database.engine)
+        upgrade(database_url)
+        require_current(database.engine)
+        assert _schema_diff(database) == []
+    finally:
+        database.dispose()
+
+
+def _one_score_row(session, architecture: Architecture, config: ScoringConfig) -> Score:
+    return Score(
+        architecture_id=architecture.id, config_id=config.id, proxy="snip", value=1.0, seconds=0.1,
+        device="cpu", computed_from_id=architecture.id,
+    )
+
+
+def test_database_enforces_one_score_per_architecture_config_proxy(database_url: str) -> None:
+    upgrade(database_url)
+    database = Database(database_url)
+    try:
+        with database.session() as session:
+            space = SearchSpace(name="toy")
+            session.add(space)
+            session.flush()
+            architecture = Architecture(space_id=space.id, arch="a", canonical_key="a")
+            config = ScoringConfig(
+                fingerprint="f" * 64, dataset="cifar10", data_source="synthetic", batch_size=8, sampling="random",
+                seed=0, init="default", proxy_version="1", model_params={},
+            )
+            session.add_all([architecture, config])
+            session.flush()
+            session.add(_one_score_row(session, architecture, config))
+        with pytest.raises(IntegrityError), database.session() as session:
+            session.add(_one_score_row(session, architecture, config))
+        with database.read_session() as session:
+            assert session.execute(text("SELECT count(*) FROM scores")).scalar_one() == 1
+    finally:
+        database.dispose()
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url: str) -> None:
+    upgrade(sqlite_url)
+    database = Database(sqlite_url)
+    try:
+        with database.read_session() as session:
+            assert session.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+            assert session.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
+        with pytest.raises(IntegrityError), database.session() as session:
+            session.add(Architecture(space_id=12345, arch="orphan", canonical_key="orphan"))
+    finally:
+        database.dispose()

@@ -1,0 +1,140 @@
+"""Durability: the server runs as a real subprocess (`nasscore serve`), is killed with SIGKILL in the
+middle of a batch, and is started again. The batch must complete with exactly one score per
+(architecture, configuration, proxy), and nothing finished before the kill may be computed again."""
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import TINY_CONFIG, free_port, wait_for_batch, wait_ready, wait_until
+from sqlalchemy import func, select
+
+from app.db import Database
+from app.db.models import BatchItem, Score
+
+NASSCORE = str(Path(sys.executable).with_name("nasscore"))
+BATCH_SIZE = 40
+PROXIES = ("snip", "grasp", "synflow")
+
+
+def _children(pid: int) -> set[int]:
+    """Direct children of `pid`, read from /proc (the pool's worker processes)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class ServerProcess:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log.open("ab")
+        self.process = subprocess.Popen([NASSCORE, "serve"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def stop(self) -> int:
+        """SIGTERM (a graceful shutdown) unless it already exited; returns its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=120)
+        self.log.close()
+        return code
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text()
+
+
+@pytest.fixture
+def server_env(database_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = os.environ | {
+        "NASSCORE_HOME": str(tmp_path / "home"),
+        "NASSCORE_DATABASE_URL": database_url,
+        "NASSCORE_PORT": str(free_port()),
+        "NASSCORE_WORKERS": "1",
+        "NASSCORE_POLL_SECONDS": "0.1",
+        "NASSCORE_LOG_LEVEL": "warning",
+    }
+    subprocess.run([NASSCORE, "db", "upgrade"], env=env, check=True, capture_output=True)
+    yield env
+
+
+def _snapshot(database: Database, batch_id: int) -> tuple[dict[int, tuple], dict[int, tuple]]:
+    with database.read_session() as session:
+        items = {
+            item.id: (item.status, item.attempts, item.finished_at)
+            for item in session.execute(select(BatchItem).where(BatchItem.batch_id == batch_id)).scalars()
+        }
+        scores = {
+            s.id: (s.architecture_id, s.proxy, s.value, s.created_at) for s in session.execute(select(Score)).scalars()
+        }
+    return items, scores
+
+
+def test_kill_9_mid_batch_then_restart_completes_without_recomputation(
+    server_env: dict[str, str], tmp_path: Path
+) -> None:
+    client = httpx.Client(base_url=f"http://127.0.0.1:{server_env['NASSCORE_PORT']}", timeout=60)
+    database = Database(server_env["NASSCORE_DATABASE_URL"])
+    first = ServerProcess(server_env, tmp_path / "first.log")
+    try:
+        wait_ready(client)
+        body = {"sample": {"n": BATCH_SIZE, "seed": 5}, "config": TINY_CONFIG}
+        created = client.post("/v1/batches", json=body).json()
+        wait_until(lambda: client.get(f"/v1/batches/{created['id']}").json()["done"] >= 5, 300, "some finished items")
+        workers = _children(first.process.pid)
+        first.process.kill()
+        first.process.wait(timeout=60)
+    finally:
+        first.stop()
+    wait_until(lambda: not any(_alive(pid) for pid in workers), 60, "the orphaned workers to exit by themselves")
+    items_before, scores_before = _snapshot(database, created["id"])
+    finished_before = {i: v for i, v in items_before.items() if v[0] in ("done", "failed")}
+    assert 5 <= len(finished_before) < BATCH_SIZE, "the kill must land in the middle of the batch"
+
+    second = ServerProcess(server_env, tmp_path / "second.log")
+    try:
+        wait_ready(client)
+        final = wait_for_batch(client, created["id"], timeout=600)
+    finally:
+        assert second.stop() in (0, -signal.SIGTERM), "uvicorn re-raises SIGTERM after a clean shutdown"
+        client.close()
+    assert "Traceback" not in first.output() + second.output()
+    items_after, scores_after = _snapshot(database, created["id"])
+    with database.read_session() as session:
+        duplicates = session.execute(
+            select(Score.architecture_id, Score.config_id, Score.proxy)
+            .group_by(Score.architecture_id, Score.config_id, Score.proxy)
+            .having(func.count() > 1)
+        ).all()
+        per_arch = session.execute(
+            select(func.count(Score.id))
+            .join(BatchItem, BatchItem.architecture_id == Score.architecture_id)
+            .where(BatchItem.batch_id == created["id"])
+            .group_by(Score.architecture_id)
+        ).scalars().all()
+    database.dispose()
+
+    assert (final["status"], final["done"], final["failed"]) == ("done", BATCH_SIZE, 0)
+    assert duplicates == []
+    assert per_arch == [len(PROXIES)] * BATCH_SIZE
+    assert all(items_after[i] == state for i, state in finished_before.items()), "finished items were touched again"
+    assert all(attempts <= 1 for _, attempts, _ in finished_before.values())
+    assert all(scores_after[i] == row for i, row in scores_before.items()), "stored scores changed"
+    running_at_kill = sum(1 for status, _, _ in items_before.values() if status == "running")
+    assert sum(attempts for _, attempts, _ in items_after.values()) <= BATCH_SIZE + running_at_kill
