@@ -133,7 +133,9 @@ def batchnorm_bypassed(model: nn.Module) -> Iterator[None]:
 
 
 @contextmanager
-def forward_hooks(modules: Iterable[nn.Module], hook: Callable[[nn.Module, tuple[Any, ...], Any], Any]) -> Iterator[None]:
+def forward_hooks(
+    modules: Iterable[nn.Module], hook: Callable[[nn.Module, tuple[Any, ...], Any], Any]
+) -> Iterator[None]:
     """`hook` as a forward hook on each of `modules` for the block, removed in `finally`.
 
     Activation-based proxies read module outputs during their own `ScoringContext.forward` this way (a hook

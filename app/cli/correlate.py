@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "correlate",
         help="correlate proxy scores and the vote with observed accuracies",
-        description="Spearman rho (with a bootstrap 95%% CI), Kendall tau, Pearson r of score rank, and top-k "
+        description="Spearman rho (with a bootstrap 95 % CI), Kendall tau, Pearson r of score rank, and top-k "
         "figures of each voting proxy and of the vote against observed accuracies, over the architectures "
         "of one configuration that have an observation.",
     )
@@ -86,7 +86,8 @@ def _report_query(args: argparse.Namespace) -> Any:
 def _write_plot(args: argparse.Namespace, params: dict[str, Any]) -> None:
     from app.services.reports import correlation_plot
 
-    png = fetch(args, "/v1/correlations/plot.png", params, lambda session: correlation_plot(session, _report_query(args)))
+    query = _report_query(args)
+    png = fetch(args, "/v1/correlations/plot.png", params, lambda session: correlation_plot(session, query))
     if not isinstance(png, bytes) or not png.startswith(PNG_SIGNATURE):
         raise CommandError("the server did not answer with a PNG image")
     try:

@@ -164,7 +164,7 @@ def _leaderboard_table(board: dict[str, Any]) -> tuple[list[str], list[list[str]
             number(item["rank"], "d"),
             number(item["vote_rank"], "d"),
             number(item["vote"], ".4f"),
-            number(item["percentile"], ".3f"),
+            number(item["percentile"], ".4f"),
             *(number(item["scores"].get(proxy), ".4g") for proxy in proxies),
             number(item["accuracy"], ".2f"),
             str(item["id"]),

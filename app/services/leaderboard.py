@@ -1,0 +1,462 @@
+"""Leaderboards: one configuration's population of scored architectures, ordered by the rank vote or by
+one proxy.
+
+The population is every architecture of a space scored under ONE configuration: proxy values depend on
+the calibration data, the seed and the model, so scores of two fingerprints are never mixed. Loading a
+population (all its score columns in one query) is the expensive step, so a snapshot is cached per
+database and reused while cheap stamps are unchanged: scores are insert-only, so a configuration's
+(row count, highest id) changes whenever its population does, and an observation import moves the
+(count, latest observed_at) of its dataset and metric.
+"""
+
+import math
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+from sqlalchemy import Engine, and_, func, select
+from sqlalchemy.orm import Session
+
+from app.db.models import Architecture, Observation, Score, ScoringConfig, SearchSpace
+from app.services.configs import validate_dataset, validate_proxies
+from app.services.errors import InvalidInput, NotFound
+from app.services.observations import DEFAULT_METRIC
+from app.services.spaces import space_module
+from scorers import get_proxy
+from scorers.voting import DEFAULT_VOTERS, VOTE_METHODS, vote
+
+RANK_BY_VOTE = "vote"
+SELECTED_BY_REQUEST = "request"
+SELECTED_BY_MOST_SCORES = "most_scores"
+MIN_FINGERPRINT_PREFIX = 6
+CACHED_SNAPSHOTS = 16
+
+
+@dataclass(frozen=True)
+class ConfigCount:
+    """How much of a space one configuration has scored."""
+
+    config_id: int
+    fingerprint: str
+    scores: int
+    architectures: int
+
+
+@dataclass(frozen=True)
+class ConfigSelection:
+    """The configuration a population comes from, why it was chosen, and the others for the dataset."""
+
+    config: ScoringConfig
+    selected_by: str
+    counts: ConfigCount
+    alternatives: tuple[ConfigCount, ...]
+
+
+@dataclass(eq=False)
+class Population:
+    """An immutable snapshot: rows are architectures (ascending id), columns are proxies (sorted).
+
+    `values`/`seconds` are NaN where a score is missing or stored as null; `present` tells them apart.
+    Votes and orderings are memoised here, so they live exactly as long as the snapshot.
+    """
+
+    architecture_ids: np.ndarray
+    archs: np.ndarray
+    proxies: tuple[str, ...]
+    values: np.ndarray
+    seconds: np.ndarray
+    present: np.ndarray
+    accuracy: np.ndarray
+    _memo: dict[Hashable, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def size(self) -> int:
+        return int(self.architecture_ids.size)
+
+    def column(self, proxy: str) -> np.ndarray:
+        return self.values[:, self.proxies.index(proxy)]
+
+    def memo(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """A value derived from this snapshot, computed once (a benign race may compute it twice)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+
+@dataclass(frozen=True)
+class ScoredPopulation:
+    space: str
+    dataset: str
+    metric: str
+    selection: ConfigSelection
+    population: Population
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Row indices best first, and each row's competition rank (1 = best; NaN when unranked)."""
+
+    order: np.ndarray
+    rank: np.ndarray
+
+
+@dataclass(frozen=True)
+class LeaderboardQuery:
+    space: str = "nb201"
+    dataset: str = "cifar10"
+    rank_by: str = RANK_BY_VOTE
+    method: str = "mean_rank"
+    proxies: Sequence[str] | None = None
+    config: str | None = None
+    metric: str = DEFAULT_METRIC
+    limit: int = 100
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class LeaderboardRow:
+    architecture_id: int
+    arch: str
+    scores: dict[str, float | None]
+    vote: float | None
+    percentile: float | None
+    vote_rank: int | None
+    rank: int | None
+    accuracy: float | None
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    scored: ScoredPopulation
+    voters: tuple[str, ...]
+    method: str
+    rank_by: str
+    limit: int
+    offset: int
+    rows: list[LeaderboardRow]
+
+
+class StampedCache:
+    """Values keyed by what they describe, valid only while their stamp (a cheap query result) matches."""
+
+    def __init__(self, max_entries: int = CACHED_SNAPSHOTS) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[Hashable, tuple[Hashable, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, stamp: Hashable, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] == stamp:
+                self._entries.move_to_end(key)
+                return entry[1]
+        value = compute()
+        with self._lock:
+            self._entries[key] = (stamp, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return value
+
+
+_CACHES: "weakref.WeakKeyDictionary[Engine, StampedCache]" = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def cache_for(session: Session) -> StampedCache:
+    """One cache per engine, so two databases never share snapshots and a disposed one frees its own."""
+    bind = session.get_bind()
+    with _CACHES_LOCK:
+        if bind not in _CACHES:
+            _CACHES[bind] = StampedCache()
+        return _CACHES[bind]
+
+
+def split_names(values: Sequence[str] | None) -> list[str] | None:
+    """`["snip,grasp", "synflow"]` -> `["snip", "grasp", "synflow"]`: lists may be comma-separated or repeated."""
+    if values is None:
+        return None
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
+
+
+def validate_method(method: str) -> str:
+    if method not in VOTE_METHODS:
+        raise InvalidInput("method", f"unknown vote method {method!r}; known methods: {', '.join(VOTE_METHODS)}")
+    return method
+
+
+def load_scored_population(
+    session: Session, space: str, dataset: str, config: str | None = None, metric: str = DEFAULT_METRIC
+) -> ScoredPopulation:
+    """The population of `space` scored on `dataset` under one configuration, with observed accuracies.
+
+    `config` is a fingerprint (or a unique prefix of at least 6 characters); without it the configuration
+    with the most scores for the space and dataset is used, and the others are listed as alternatives.
+    """
+    space_module(space)
+    validate_dataset(dataset)
+    space_row = _stored_space(session, space)
+    cache = cache_for(session)
+    stamps = _dataset_config_stamps(session, dataset)
+    selection = _select_configuration(session, cache, space_row, dataset, config, stamps)
+    stamp = (stamps[selection.config.id], _observation_stamp(session, dataset, metric))
+    population = cache.get(
+        ("population", space_row.id, selection.config.id, dataset, metric),
+        stamp,
+        lambda: _load_population(session, space_row.id, selection.config.id, dataset, metric),
+    )
+    return ScoredPopulation(space, dataset, metric, selection, population)
+
+
+def choose_voters(population: Population, proxies: Sequence[str] | None, config: ScoringConfig) -> tuple[str, ...]:
+    """The proxies that vote: the requested ones, or by default snip, grasp and synflow where scored
+    (every scored proxy when none of them is)."""
+    if proxies is None:
+        defaults = tuple(name for name in DEFAULT_VOTERS if name in population.proxies)
+        return defaults or population.proxies
+    return require_scored(population, proxies, config)
+
+
+def require_scored(population: Population, proxies: Sequence[str], config: ScoringConfig) -> tuple[str, ...]:
+    """Known proxy names without repeats, each with scores in the population; errors name `proxies[i]`."""
+    names = validate_proxies(list(proxies), "proxies")
+    for position, name in enumerate(proxies):
+        if name not in population.proxies:
+            raise InvalidInput(
+                f"proxies[{position}]",
+                f"configuration {config.fingerprint[:12]} has no {name!r} scores; "
+                f"it has: {', '.join(population.proxies)}",
+            )
+    return names
+
+
+def population_vote(population: Population, voters: Sequence[str], method: str) -> np.ndarray:
+    """The vote of every architecture in the population (higher = better), memoised on the snapshot."""
+    key = ("vote", tuple(voters), method)
+    return population.memo(key, lambda: _compute_vote(population, voters, method))
+
+
+def vote_percentiles(votes: np.ndarray) -> np.ndarray:
+    """Each architecture's vote as the share of the others with a lower vote, ties counting half.
+
+    Equal to `scorers.voting.vote_percentile` with the architecture as the candidate and the rest as the
+    population (the joined population is this one, so the votes are the same); NaN below two architectures.
+    """
+    if votes.size < 2 or not np.isfinite(votes).all():
+        return np.full(votes.size, np.nan)
+    return (rankdata(votes) - 1.0) / (votes.size - 1)
+
+
+def rank_rows(key: np.ndarray, architecture_ids: np.ndarray, higher_is_better: bool = True) -> Ranking:
+    """Order by `key` (best first, ties by architecture id, non-finite last) with competition ranks."""
+    finite = np.isfinite(key)
+    oriented = np.where(finite, key if higher_is_better else -key, -np.inf)
+    order = np.lexsort((architecture_ids, -oriented))
+    rank = np.full(key.size, np.nan)
+    rank[finite] = rankdata(-oriented[finite], method="min")
+    return Ranking(order=order, rank=rank)
+
+
+def leaderboard(session: Session, query: LeaderboardQuery) -> Leaderboard:
+    method = validate_method(query.method)
+    scored = load_scored_population(session, query.space, query.dataset, query.config, query.metric)
+    population = scored.population
+    voters = choose_voters(population, query.proxies, scored.selection.config)
+    rank_by = _validate_rank_by(query.rank_by, population)
+    votes = population_vote(population, voters, method)
+    by_vote = _vote_ranking(population, voters, method)
+    ranking = by_vote if rank_by == RANK_BY_VOTE else _proxy_ranking(population, rank_by)
+    percentiles = population.memo(("percentile", voters, method), lambda: vote_percentiles(votes))
+    page = ranking.order[query.offset : query.offset + query.limit]
+    rows = [
+        LeaderboardRow(
+            architecture_id=int(population.architecture_ids[row]),
+            arch=str(population.archs[row]),
+            scores=_row_scores(population, row),
+            vote=_finite_or_none(votes[row]),
+            percentile=_finite_or_none(percentiles[row]),
+            vote_rank=_int_or_none(by_vote.rank[row]),
+            rank=_int_or_none(ranking.rank[row]),
+            accuracy=_finite_or_none(population.accuracy[row]),
+        )
+        for row in page
+    ]
+    return Leaderboard(scored, voters, method, rank_by, query.limit, query.offset, rows)
+
+
+def _compute_vote(population: Population, voters: Sequence[str], method: str) -> np.ndarray:
+    columns = {name: population.column(name) for name in voters}
+    directions = {name: get_proxy(name).higher_is_better for name in voters}
+    try:
+        return vote(columns, directions, method)
+    except ValueError as error:
+        raise InvalidInput("method", str(error)) from None
+
+
+def _vote_ranking(population: Population, voters: tuple[str, ...], method: str) -> Ranking:
+    votes = population_vote(population, voters, method)
+    return population.memo(("ranking", voters, method), lambda: rank_rows(votes, population.architecture_ids))
+
+
+def _proxy_ranking(population: Population, proxy: str) -> Ranking:
+    direction = get_proxy(proxy).higher_is_better
+    return population.memo(
+        ("ranking", proxy), lambda: rank_rows(population.column(proxy), population.architecture_ids, direction)
+    )
+
+
+def _validate_rank_by(rank_by: str, population: Population) -> str:
+    if rank_by == RANK_BY_VOTE or rank_by in population.proxies:
+        return rank_by
+    choices = ", ".join((RANK_BY_VOTE, *population.proxies))
+    raise InvalidInput("rank_by", f"cannot rank by {rank_by!r}; this population can be ranked by: {choices}")
+
+
+def _row_scores(population: Population, row: int) -> dict[str, float | None]:
+    return {
+        proxy: _finite_or_none(population.values[row, column])
+        for column, proxy in enumerate(population.proxies)
+        if population.present[row, column]
+    }
+
+
+def _finite_or_none(value: float) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _int_or_none(value: float) -> int | None:
+    return int(value) if math.isfinite(value) else None
+
+
+def _stored_space(session: Session, name: str) -> SearchSpace:
+    space = session.execute(select(SearchSpace).where(SearchSpace.name == name)).scalar_one_or_none()
+    if space is None:
+        raise NotFound("space", f"no architectures of search space {name!r} are stored yet")
+    return space
+
+
+def _select_configuration(
+    session: Session,
+    cache: StampedCache,
+    space: SearchSpace,
+    dataset: str,
+    fingerprint: str | None,
+    stamps: dict[int, tuple[int, int]],
+) -> ConfigSelection:
+    counts: tuple[ConfigCount, ...] = cache.get(
+        ("config-counts", space.id, dataset),
+        tuple(sorted(stamps.items())),
+        lambda: _config_counts(session, space.id, list(stamps)),
+    )
+    if fingerprint is not None:
+        config = _named_configuration(session, fingerprint, dataset)
+        chosen = next((count for count in counts if count.config_id == config.id), None)
+        if chosen is None:
+            raise NotFound("config", f"no {space.name} architectures are scored under configuration {fingerprint}")
+        selected_by = SELECTED_BY_REQUEST
+    else:
+        if not counts:
+            raise NotFound("dataset", f"no {space.name} architectures have been scored on {dataset!r} yet")
+        chosen, selected_by = counts[0], SELECTED_BY_MOST_SCORES
+        config = session.get(ScoringConfig, chosen.config_id)
+    alternatives = tuple(count for count in counts if count.config_id != chosen.config_id)
+    return ConfigSelection(config, selected_by, chosen, alternatives)
+
+
+def _named_configuration(session: Session, fingerprint: str, dataset: str) -> ScoringConfig:
+    text = fingerprint.strip().lower()
+    if len(text) < MIN_FINGERPRINT_PREFIX:
+        raise InvalidInput("config", f"give the fingerprint or at least its first {MIN_FINGERPRINT_PREFIX} characters")
+    matches = list(
+        session.execute(select(ScoringConfig).where(ScoringConfig.fingerprint.startswith(text, autoescape=True)))
+        .scalars()
+        .all()
+    )
+    if not matches:
+        raise NotFound("config", f"no configuration with fingerprint {fingerprint!r}")
+    if len(matches) > 1:
+        raise InvalidInput("config", f"fingerprint prefix {fingerprint!r} matches {len(matches)} configurations")
+    [config] = matches
+    if config.dataset != dataset:
+        raise InvalidInput("config", f"configuration {fingerprint!r} scores {config.dataset!r}, not {dataset!r}")
+    return config
+
+
+def _dataset_config_stamps(session: Session, dataset: str) -> dict[int, tuple[int, int]]:
+    """(row count, highest id) of the scores of each configuration of the dataset: index-only, so cheap."""
+    rows = session.execute(
+        select(Score.config_id, func.count(), func.max(Score.id))
+        .join(ScoringConfig, ScoringConfig.id == Score.config_id)
+        .where(ScoringConfig.dataset == dataset)
+        .group_by(Score.config_id)
+    ).all()
+    return {config_id: (count, highest) for config_id, count, highest in rows}
+
+
+def _config_counts(session: Session, space_id: int, config_ids: list[int]) -> tuple[ConfigCount, ...]:
+    """Scores and scored architectures of the space per configuration, most scores first (then oldest)."""
+    if not config_ids:
+        return ()
+    rows = session.execute(
+        select(Score.config_id, ScoringConfig.fingerprint, func.count(), func.count(Score.architecture_id.distinct()))
+        .join(Architecture, Architecture.id == Score.architecture_id)
+        .join(ScoringConfig, ScoringConfig.id == Score.config_id)
+        .where(Architecture.space_id == space_id, Score.config_id.in_(config_ids))
+        .group_by(Score.config_id, ScoringConfig.fingerprint)
+    ).all()
+    counts = [ConfigCount(*row) for row in rows]
+    return tuple(sorted(counts, key=lambda count: (-count.scores, count.config_id)))
+
+
+def _observation_stamp(session: Session, dataset: str, metric: str) -> tuple[int, datetime | None]:
+    return tuple(
+        session.execute(
+            select(func.count(), func.max(Observation.observed_at)).where(
+                Observation.dataset == dataset, Observation.metric == metric
+            )
+        ).one()
+    )
+
+
+def _load_population(session: Session, space_id: int, config_id: int, dataset: str, metric: str) -> Population:
+    """Two queries: every score of the configuration, then the scored architectures with their accuracy."""
+    scores = session.execute(
+        select(Score.architecture_id, Score.proxy, Score.value, Score.seconds)
+        .join(Architecture, Architecture.id == Score.architecture_id)
+        .where(Score.config_id == config_id, Architecture.space_id == space_id)
+    ).all()
+    scored_ids = select(Score.architecture_id).where(Score.config_id == config_id)
+    observed = and_(
+        Observation.architecture_id == Architecture.id, Observation.dataset == dataset, Observation.metric == metric
+    )
+    architectures = session.execute(
+        select(Architecture.id, Architecture.arch, Observation.accuracy)
+        .outerjoin(Observation, observed)
+        .where(Architecture.space_id == space_id, Architecture.id.in_(scored_ids))
+        .order_by(Architecture.id)
+    ).all()
+    return _pivot(scores, architectures)
+
+
+def _pivot(scores: Sequence[Any], architectures: Sequence[Any]) -> Population:
+    architecture_ids = np.array([row[0] for row in architectures], dtype=np.int64)
+    archs = np.array([row[1] for row in architectures], dtype=object)
+    accuracy = np.array([np.nan if row[2] is None else row[2] for row in architectures], dtype=float)
+    proxies = tuple(sorted({row[1] for row in scores}))
+    column_of = {proxy: column for column, proxy in enumerate(proxies)}
+    shape = (architecture_ids.size, len(proxies))
+    values, seconds, present = np.full(shape, np.nan), np.full(shape, np.nan), np.zeros(shape, dtype=bool)
+    if scores:
+        rows = np.searchsorted(architecture_ids, np.fromiter((row[0] for row in scores), np.int64, len(scores)))
+        columns = np.fromiter((column_of[row[1]] for row in scores), np.intp, len(scores))
+        values[rows, columns] = np.array([row[2] for row in scores], dtype=float)
+        seconds[rows, columns] = np.array([row[3] for row in scores], dtype=float)
+        present[rows, columns] = True
+    return Population(architecture_ids, archs, proxies, values, seconds, present, accuracy)

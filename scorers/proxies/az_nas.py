@@ -1,0 +1,137 @@
+"""AZ-NAS: Lee & Ham, "AZ-NAS: Assembling Zero-Cost Proxies for Network Architecture Search", CVPR 2024.
+Follows the authors' NAS-Bench-201 code (`cvlab-yonsei/AZ-NAS`, NB201/ZeroShotProxy/compute_az_nas_score.py
+and NB201/tss_general.ipynb): expressivity, progressivity and trainability come from one pass over the
+stem and cell outputs of a Kaiming-initialised network fed Gaussian noise; complexity is the FLOP count."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from scorers.context import ScoringContext, forward_hooks, redrawn_parameters
+from scorers.registry import get_proxy, register_proxy
+
+SEED = 0
+ENTROPY_EPS = 1e-8
+SPECTRAL_EPS = 1e-6
+PAPER = "Lee & Ham, AZ-NAS: Assembling Zero-Cost Proxies for Network Architecture Search, CVPR 2024"
+
+
+@register_proxy(name="az_expressivity", needs_data=False, needs_labels=False, higher_is_better=True, paper=PAPER)
+def az_expressivity(ctx: ScoringContext) -> float:
+    """Σ over the stem and cell outputs of the eigen-entropy of their channel covariance (AZ-NAS s^E).
+
+    Each map is read as B·H·W samples of C channels; its covariance spectrum, normalised to sum 1, gives
+    -Σ p log(p + 1e-8): high when features spread over many directions. NaN (an all-zero map) -> -inf.
+    """
+    return ctx.shared("az_nas", az_nas_pass)["expressivity"]
+
+
+@register_proxy(name="az_progressivity", needs_data=False, needs_labels=False, higher_is_better=True, paper=PAPER)
+def az_progressivity(ctx: ScoringContext) -> float:
+    """min over consecutive stem/cell outputs of the eigen-entropy increase (AZ-NAS s^P; NaN -> -inf)."""
+    return ctx.shared("az_nas", az_nas_pass)["progressivity"]
+
+
+@register_proxy(name="az_trainability", needs_data=False, needs_labels=False, higher_is_better=True, paper=PAPER)
+def az_trainability(ctx: ScoringContext) -> float:
+    """Mean over cells of -σ - 1/(σ + 1e-6) + 2, σ the cell's estimated Jacobian spectral norm (AZ-NAS s^T).
+
+    σ is the top singular value of E[g_in g_outᵀ] with g_out a Rademacher vector at the cell output and g_in
+    its back-propagation to the cell input (pixel-unshuffled when the cell downsamples). The term peaks at 0
+    for σ = 1. A cell that passes the gradient through unchanged (an identity cell) scores -inf, so the mean
+    is -inf, as in the reference; NaN -> -inf.
+    """
+    return ctx.shared("az_nas", az_nas_pass)["trainability"]
+
+
+@register_proxy(name="az_complexity", needs_data=False, needs_labels=False, higher_is_better=True, paper=PAPER)
+def az_complexity(ctx: ScoringContext) -> float:
+    """The registered `flops` proxy's value (AZ-NAS s^C: the benchmark's FLOPs, larger ranked better)."""
+    return get_proxy("flops").fn(ctx)
+
+
+def az_nas_pass(ctx: ScoringContext) -> dict[str, float]:
+    """One training-mode forward of N(0, 1) images through the Kaiming(fan-in, ReLU)-initialised network,
+    then one vector-Jacobian product per cell; values come back NaN-mapped to -inf, as the reference does."""
+    generator = torch.Generator().manual_seed(SEED)
+    features = stem_and_cell_outputs(ctx, generator)
+    entropies = torch.tensor([eigen_entropy(feature) for feature in features], dtype=torch.float64)
+    outputs_last_first = reversed(range(1, len(features)))
+    spectral = [spectral_score(features[index - 1], features[index], generator) for index in outputs_last_first]
+    steps = entropies[1:] - entropies[:-1]
+    values = {
+        "expressivity": entropies.sum().item(),
+        "progressivity": steps.min().item() if len(steps) else math.nan,
+        "trainability": math.fsum(spectral) / len(spectral) if spectral else math.nan,
+    }
+    return {name: -math.inf if math.isnan(value) else value for name, value in values.items()}
+
+
+def kaiming_normal_fan_in(weight: Tensor, generator: torch.Generator) -> Tensor:
+    """The reference's init: Kaiming normal, fan-in, ReLU gain."""
+    return nn.init.kaiming_normal_(weight, mode="fan_in", nonlinearity="relu", generator=generator)
+
+
+def feature_blocks(model: nn.Module) -> list[nn.Module]:
+    """The modules whose outputs AZ-NAS reads: `stem` and each of `cells` (NAS-Bench-201, DARTS-style nets);
+    otherwise the model's top-level children, unpacking module lists, in order."""
+    stem, cells = getattr(model, "stem", None), getattr(model, "cells", None)
+    if isinstance(stem, nn.Module) and isinstance(cells, (nn.ModuleList, nn.Sequential)):
+        return [stem, *cells]
+    blocks: list[nn.Module] = []
+    for child in model.children():
+        blocks.extend(child if isinstance(child, nn.ModuleList) else [child])
+    return blocks
+
+
+def stem_and_cell_outputs(ctx: ScoringContext, generator: torch.Generator) -> list[Tensor]:
+    """The 4-D outputs of `feature_blocks`, kept in the autograd graph of the Gaussian input.
+
+    An output with no graph (a cell that returns zeros) is replaced by a leaf requiring grad, so the next cell's
+    Jacobian is still defined and this cell's is zero, as with the reference's `x * 0` none-op.
+    """
+    parameters = redrawn_parameters(ctx.model, generator, kaiming_normal_fan_in)
+    buffers = {name: buffer.clone() for name, buffer in ctx.named_buffers().items()}
+    images = torch.randn(ctx.inputs.shape, generator=generator).to(ctx.device).requires_grad_()
+    features: list[Tensor] = []
+
+    def record(module, args, output):
+        if not isinstance(output, Tensor) or output.dim() != 4:
+            return None
+        if not output.requires_grad:
+            output = output.detach().requires_grad_()
+        features.append(output)
+        return output
+
+    with forward_hooks(feature_blocks(ctx.model), record):
+        ctx.forward(images, parameters=parameters, buffers=buffers)
+    return features
+
+
+def eigen_entropy(feature: Tensor) -> float:
+    """Entropy of the normalised eigenvalues of the (C, C) covariance of a (B, C, H, W) map's channels."""
+    samples = feature.detach().permute(0, 2, 3, 1).reshape(-1, feature.shape[1]).double()
+    centred = samples - samples.mean(dim=0, keepdim=True)
+    eigenvalues = torch.linalg.eigvalsh(centred.T @ centred / centred.shape[0])
+    probabilities = eigenvalues / eigenvalues.sum()
+    return (-probabilities * torch.log(probabilities + ENTROPY_EPS)).sum().item()
+
+
+def spectral_score(cell_input: Tensor, cell_output: Tensor, generator: torch.Generator) -> float:
+    """-σ - 1/(σ + 1e-6) + 2 for one cell, σ from one Rademacher vector-Jacobian product (see az_trainability)."""
+    signs = torch.randint(0, 2, cell_output.shape, generator=generator) * 2 - 1
+    grad_out = signs.to(cell_output.device, cell_output.dtype)
+    (grad_in,) = torch.autograd.grad(cell_output, cell_input, grad_out, retain_graph=True, allow_unused=True)
+    if grad_in is None:
+        grad_in = torch.zeros_like(cell_input)
+    if grad_in.shape == grad_out.shape and torch.equal(grad_in, grad_out):
+        return -math.inf
+    if grad_in.shape[2:] != grad_out.shape[2:]:
+        grad_in = F.pixel_unshuffle(grad_in, grad_in.shape[2] // grad_out.shape[2])
+    positions = grad_out.shape[0] * grad_out.shape[2] * grad_out.shape[3]
+    rows_in = grad_in.permute(0, 2, 3, 1).reshape(positions, -1).double()
+    rows_out = grad_out.permute(0, 2, 3, 1).reshape(positions, -1).double()
+    sigma = torch.linalg.svdvals(rows_in.T @ rows_out / positions).max().item()
+    return -sigma - 1.0 / (sigma + SPECTRAL_EPS) + 2.0

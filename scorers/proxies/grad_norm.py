@@ -1,0 +1,21 @@
+"""grad_norm: Abdelfattah, Mehrotra, Dudziak & Lane, "Zero-Cost Proxies for Lightweight NAS", ICLR 2021
+(SamsungLabs/zero-cost-nas, `measures/grad_norm.py`)."""
+
+from scorers.context import ScoringContext, sum_over_layers
+from scorers.registry import register_proxy
+
+
+@register_proxy(
+    name="grad_norm",
+    needs_data=True,
+    needs_labels=True,
+    higher_is_better=True,
+    paper="Abdelfattah et al., Zero-Cost Proxies for Lightweight NAS, ICLR 2021",
+)
+def grad_norm(ctx: ScoringContext) -> float:
+    """Σ over Conv2d/Linear layers of ‖∂L/∂W‖₂ (cross-entropy, BatchNorm in training mode).
+
+    A sum of per-layer Frobenius norms, not the norm of the whole gradient, as the reference sums its
+    per-layer array; layers the loss does not reach add nothing. Shares the loss gradients with SNIP/GraSP.
+    """
+    return sum_over_layers([grad.norm() for grad in ctx.gradients() if grad is not None])

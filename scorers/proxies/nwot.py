@@ -1,0 +1,93 @@
+"""nwot (NASWOT): Mellor, Turner, Storkey & Crowley, "Neural Architecture Search without Training", ICML 2021
+(BayesWatch/nas-without-training, `score_networks.py` hook and `scores.hooklogdet`)."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+from scorers.context import ScoringContext, register_tap
+from scorers.registry import register_proxy
+
+JACOBIAN_PASS = "input_jacobian"
+
+
+def is_relu(module: nn.Module) -> bool:
+    """The reference's test: the module's type name contains "ReLU". Besides ReLU, ReLU6, LeakyReLU... it
+    catches NAS-Bench-201's ReLUConvBN blocks, whose input is their inner ReLU's, so those codes count twice,
+    as in the published scores."""
+    return "ReLU" in type(module).__name__
+
+
+class ReluCodeKernel:
+    """Accumulates K = Σ_relu c·cᵀ + (1−c)·(1−c)ᵀ over the binary codes c = [input > 0] of every ReLU call.
+
+    With the batch in several chunks a call's codes are held until every chunk has passed, so K always
+    compares every pair of examples.
+    """
+
+    def __init__(self, ctx: ScoringContext) -> None:
+        self.ctx = ctx
+        size = ctx.inputs.shape[0]
+        self.kernel = torch.zeros(size, size, dtype=torch.float64, device=ctx.device)
+        self._pending: dict[int, list[Tensor]] = {}
+        self._call = 0
+        self._handles: list[RemovableHandle] = []
+
+    def __enter__(self) -> ReluCodeKernel:
+        model = self.ctx.model
+        self._handles = [model.register_forward_pre_hook(self._start_forward)]
+        self._handles += [m.register_forward_hook(self._record) for m in model.modules() if is_relu(m)]
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles, self._pending = [], {}
+
+    def _start_forward(self, module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+        self._call = 0
+
+    def _record(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        codes = inputs[0].detach().flatten(1) > 0
+        chunks = self._pending.setdefault(self._call, [])
+        chunks.append(codes)
+        self._call += 1
+        if len(chunks) == self.ctx.split:
+            self.kernel += _code_kernel(torch.cat(chunks))
+            del self._pending[self._call - 1]
+
+
+def _code_kernel(codes: Tensor) -> Tensor:
+    """c·cᵀ + (1−c)·(1−c)ᵀ = 2·c·cᵀ − s·1ᵀ − 1·sᵀ + D with s the row sums: one matrix product, whose
+    integer entries (at most D < 2²⁴) are exact in float32, finished in float64."""
+    ones = codes.float()
+    agree = (ones @ ones.T).double()
+    active = ones.sum(1).double()
+    return 2 * agree - active[:, None] - active[None, :] + codes.shape[1]
+
+
+register_tap(JACOBIAN_PASS, "nwot", ReluCodeKernel)
+
+
+@register_proxy(
+    name="nwot",
+    needs_data=True,
+    needs_labels=False,
+    higher_is_better=True,
+    paper="Mellor et al., Neural Architecture Search without Training, ICML 2021",
+)
+def nwot(ctx: ScoringContext) -> float:
+    """log|det K|, K the binary ReLU-code kernel of the batch (see ReluCodeKernel), training-mode BatchNorm.
+
+    Codes are read from the input of every ReLU-named module (see `is_relu`) during the input-Jacobian
+    forward shared with jacob_cov: the same training-mode forward of the same batch that the reference runs
+    again after its Jacobian pass. Like the reference's `slogdet`, the sign is ignored and a singular K
+    (e.g. a network whose ReLUs never see the input) gives −inf.
+    """
+    ctx.input_jacobian()
+    tap: ReluCodeKernel = ctx.tap(JACOBIAN_PASS, "nwot")
+    return torch.linalg.slogdet(tap.kernel).logabsdet.item()
