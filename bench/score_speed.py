@@ -37,7 +37,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed for the cell sample and the weights")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="calibration source (npz, CIFAR dir, synthetic)")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="intra-op threads (default: the cores not already busy)"
+    )
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per cell and method; fastest kept")
     parser.add_argument("--no-gc", action="store_true", help="skip the baseline's gc.collect() after each measure")
     return parser.parse_args()
@@ -106,7 +108,8 @@ def main() -> None:
         for name in DEFAULT_PROXIES:
             worst[name] = max(worst[name], relative_error(runs["fused"][0][name][0], runs["reference"][0][name][0]))
         reference_wall, fused_wall = runs["reference"][1], runs["fused"][1]
-        print(f"  cell {index:2d} ref {reference_wall:6.3f}s fused {fused_wall:6.3f}s x{reference_wall / fused_wall:4.2f} {arch}")
+        speed_up = reference_wall / fused_wall
+        print(f"  cell {index:2d} ref {reference_wall:6.3f}s fused {fused_wall:6.3f}s x{speed_up:4.2f} {arch}")
     print_summary(seconds, totals, worst, len(cells))
 
 

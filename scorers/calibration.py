@@ -189,7 +189,9 @@ def _cifar_batch(file: Path, label_key: str, image_size: int) -> tuple[np.ndarra
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
         raise CalibrationDataError(f"{file.name}: 'data' must be a uint8 N×(3·H·W) array")
     if data.shape[1] != 3 * image_size * image_size:
-        raise CalibrationDataError(f"{file.name}: rows of {data.shape[1]} values, expected 3×{image_size}×{image_size}")
+        raise CalibrationDataError(
+            f"{file.name}: rows of {data.shape[1]} values, expected 3×{image_size}×{image_size}"
+        )
     images = data.reshape(-1, 3, image_size, image_size)
     return images, np.asarray(content[label_key])
 
@@ -209,7 +211,8 @@ def _check_images(images: np.ndarray, labels: np.ndarray, spec: DatasetSpec, pat
         raise CalibrationDataError(f"{path.name}: labels must be integers, got {labels.dtype}")
     if len(labels) and (labels.min() < 0 or labels.max() >= spec.num_classes):
         raise CalibrationDataError(
-            f"{path.name}: labels span {labels.min()}..{labels.max()}, outside 0..{spec.num_classes - 1} for {spec.name}"
+            f"{path.name}: labels span {labels.min()}..{labels.max()}, "
+            f"outside 0..{spec.num_classes - 1} for {spec.name}"
         )
 
 

@@ -322,7 +322,9 @@ class ScoringContext:
 
     def seconds_for(self, proxy_name: str) -> float:
         """Own time plus an equal share of each shared quantity the proxy used (see module docstring)."""
-        shared = sum(self._seconds.get(key, 0.0) / len(users) for key, users in self._users.items() if proxy_name in users)
+        shared = sum(
+            self._seconds.get(key, 0.0) / len(users) for key, users in self._users.items() if proxy_name in users
+        )
         return self._own_seconds.get(proxy_name, 0.0) + shared
 
     def _build_data_state(self) -> tuple[dict[str, Tensor], dict[str, Tensor], list[Tensor]]:

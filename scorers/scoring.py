@@ -23,7 +23,8 @@ DEFAULT_PROXIES: tuple[str, ...] = ("snip", "grasp", "synflow")
 
 @dataclass(frozen=True)
 class ProxyResult:
-    """One proxy's value, its seconds (own time plus its share of shared passes), and its error if any."""
+    """One proxy's value, its seconds (own time plus its share of shared passes), its error if any, and
+    the number of chunks the batch was split into (above 1 only after a CUDA out-of-memory retry)."""
 
     value: float
     seconds: float

@@ -98,7 +98,9 @@ class _Conv2d(torch.autograd.Function):
     def backward(ctx: Any, grad_output: Tensor) -> tuple:
         inputs, weight = ctx.saved_tensors
         need_inputs, need_weight, need_bias = ctx.needs_input_grad[:3]
-        grad_inputs, grad_weight = _Conv2dGradients.apply(grad_output, inputs, weight, ctx.params, need_inputs, need_weight)
+        grad_inputs, grad_weight = _Conv2dGradients.apply(
+            grad_output, inputs, weight, ctx.params, need_inputs, need_weight
+        )
         grad_bias = grad_output.sum((0, 2, 3)) if need_bias else None
         return grad_inputs, grad_weight, grad_bias, None
 
@@ -112,7 +114,7 @@ def _sum_except_channels(values: Tensor) -> Tensor:
 
 
 def _per_channel(values: Tensor) -> Tensor:
-    return values.view(1, -1, *([1] * 2))
+    return values.view(1, -1, 1, 1)
 
 
 class _BatchNormInputGradient(torch.autograd.Function):
@@ -162,7 +164,8 @@ class _BatchNormInputGradient(torch.autograd.Function):
             d_inputs = term_0.add_(term_1).add_(term_2).mul_(gamma)
         if need_grad_output:
             scale = (gamma * invstd).div_(count)
-            spread = (count * cotangent).sub_(cotangent_sum).sub_(centred.mul(invstd_squared).mul_(cotangent_centred_sum))
+            correction = centred.mul(invstd_squared).mul_(cotangent_centred_sum)
+            spread = (count * cotangent).sub_(cotangent_sum).sub_(correction)
             d_grad_output = spread.mul_(scale)
         return d_grad_output, d_inputs, None, None, None, None
 

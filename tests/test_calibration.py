@@ -61,7 +61,8 @@ def test_npz_batch_is_normalised_images_from_the_file_with_their_labels(tmp_path
 
 def test_npz_channels_last_layout_gives_the_same_batch(tmp_path):
     images, labels = _random_images(50), np.arange(50) % 10
-    first = load_calibration_batch("cifar10", _write_npz(tmp_path / "a.npz", images=images, labels=labels), batch_size=8)
+    nchw = _write_npz(tmp_path / "a.npz", images=images, labels=labels)
+    first = load_calibration_batch("cifar10", nchw, batch_size=8)
     nhwc = _write_npz(tmp_path / "b.npz", images=images.transpose(0, 2, 3, 1).copy(), labels=labels)
     second = load_calibration_batch("cifar10", nhwc, batch_size=8)
     assert torch.equal(first.inputs, second.inputs) and torch.equal(first.targets, second.targets)
@@ -108,8 +109,9 @@ def test_synthetic_batches_are_seeded_gaussian_with_labels_in_range():
     assert batch.inputs.shape == (256, 3, 16, 16)
     assert abs(batch.inputs.mean().item()) < 0.05 and abs(batch.inputs.std().item() - 1) < 0.05
     assert 0 <= batch.targets.min() and batch.targets.max() < 120
-    assert torch.equal(batch.inputs, load_calibration_batch("imagenet16-120", "synthetic", batch_size=256, seed=7).inputs)
-    assert not torch.equal(batch.inputs, load_calibration_batch("imagenet16-120", "synthetic", batch_size=256).inputs)
+    again = load_calibration_batch("imagenet16-120", "synthetic", batch_size=256, seed=7)
+    other_seed = load_calibration_batch("imagenet16-120", "synthetic", batch_size=256)
+    assert torch.equal(batch.inputs, again.inputs) and not torch.equal(batch.inputs, other_seed.inputs)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ independent direct computation of each definition, failure semantics, split, and
 import copy
 import csv
 import math
+import os
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from scorers import (
     score_model_detailed,
 )
 from scorers.calibration import load_calibration_batch
-from scorers.device import resolve_device
+from scorers.device import configure_cpu_threads, resolve_device
 from scorers.scoring import _next_split
 from scorers.second_order import fast_second_order
 from search_spaces import nb201
@@ -339,6 +340,16 @@ def test_resolve_device():
     for bad in ("tpu", "cuda:x"):
         with pytest.raises(ValueError):
             resolve_device(bad)
+
+
+def test_configure_cpu_threads_sets_torch_threads():
+    previous = torch.get_num_threads()
+    try:
+        assert configure_cpu_threads(3) == torch.get_num_threads() == 3
+        assert configure_cpu_threads(0) == 1
+        assert 1 <= configure_cpu_threads() == torch.get_num_threads() <= (os.cpu_count() or 1)
+    finally:
+        torch.set_num_threads(previous)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without CUDA")

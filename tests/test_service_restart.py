@@ -18,7 +18,7 @@ from app.db import Database
 from app.db.models import BatchItem, Score
 
 NASSCORE = str(Path(sys.executable).with_name("nasscore"))
-BATCH_SIZE = 40
+BATCH_SIZE = 30
 PROXIES = ("snip", "grasp", "synflow")
 
 

@@ -193,17 +193,3 @@ def get_or_create_config(session: Session, config: ResolvedConfig) -> ScoringCon
     row = {k: v for k, v in asdict(config).items() if k != "source"} | {"fingerprint": config.fingerprint}
     insert_ignore(session, ScoringConfig.__table__, [row], unique=["fingerprint"])
     return session.execute(select(ScoringConfig).where(ScoringConfig.fingerprint == config.fingerprint)).scalar_one()
-
-
-def config_summary(config: ScoringConfig) -> dict[str, Any]:
-    return {
-        "fingerprint": config.fingerprint,
-        "dataset": config.dataset,
-        "data_source": config.data_source,
-        "batch_size": config.batch_size,
-        "sampling": config.sampling,
-        "seed": config.seed,
-        "init": config.init,
-        "proxy_version": config.proxy_version,
-        "model": config.model_params,
-    }

@@ -13,6 +13,8 @@ from app.db.models import Score, utcnow
 from app.db.upsert import insert_ignore
 from app.workers.base import ProxyOutcome
 
+UNIQUE_SCORE = ("architecture_id", "config_id", "proxy")
+
 
 def stored_scores(session: Session, architecture_id: int, config_id: int, proxies: Iterable[str]) -> dict[str, Score]:
     query = select(Score).where(
@@ -33,26 +35,22 @@ def record_scores(
     """Store each storable outcome for every member of the class (existing rows are left untouched)."""
     now = utcnow()
     rows = [
-        {
-            "architecture_id": member_id,
-            "config_id": config_id,
-            "proxy": proxy,
-            "value": outcome.value if math.isfinite(outcome.value) else None,
-            "seconds": outcome.seconds,
-            "device": device,
-            "error": outcome.problem,
-            "computed_from_id": computed_from_id,
-            "created_at": now,
-        }
+        _row(
+            member_id,
+            config_id,
+            proxy,
+            value=outcome.value if math.isfinite(outcome.value) else None,
+            seconds=outcome.seconds,
+            device=device,
+            error=outcome.problem,
+            computed_from_id=computed_from_id,
+            created_at=now,
+        )
         for proxy, outcome in outcomes.items()
         if outcome.storable
         for member_id in member_ids
     ]
-    insert_ignore(session, Score.__table__, rows, unique=["architecture_id", "config_id", "proxy"])
-
-
-def score_view(score: Score) -> dict[str, Any]:
-    return {"value": score.value, "seconds": score.seconds, "device": score.device, "error": score.error}
+    insert_ignore(session, Score.__table__, rows, unique=UNIQUE_SCORE)
 
 
 def share_class_scores(session: Session, config_id: int, member_ids: Sequence[int], proxies: Iterable[str]) -> None:
@@ -67,18 +65,22 @@ def share_class_scores(session: Session, config_id: int, member_ids: Sequence[in
     for score in stored:
         first_per_proxy.setdefault(score.proxy, score)
     rows = [
-        {
-            "architecture_id": member_id,
-            "config_id": config_id,
-            "proxy": score.proxy,
-            "value": score.value,
-            "seconds": score.seconds,
-            "device": score.device,
-            "error": score.error,
-            "computed_from_id": score.computed_from_id,
-            "created_at": score.created_at,
-        }
+        _row(
+            member_id,
+            config_id,
+            score.proxy,
+            value=score.value,
+            seconds=score.seconds,
+            device=score.device,
+            error=score.error,
+            computed_from_id=score.computed_from_id,
+            created_at=score.created_at,
+        )
         for score in first_per_proxy.values()
         for member_id in member_ids
     ]
-    insert_ignore(session, Score.__table__, rows, unique=["architecture_id", "config_id", "proxy"])
+    insert_ignore(session, Score.__table__, rows, unique=UNIQUE_SCORE)
+
+
+def _row(architecture_id: int, config_id: int, proxy: str, **values: Any) -> dict[str, Any]:
+    return {"architecture_id": architecture_id, "config_id": config_id, "proxy": proxy, **values}
