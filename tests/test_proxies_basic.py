@@ -310,6 +310,18 @@ def test_a_network_that_ignores_its_input_gives_the_reference_nan_and_minus_infi
     assert scores["grad_norm"] == 0.0 and scores["zico"] == 0.0
 
 
+def test_a_failing_shared_pass_reports_its_error_and_removes_its_hooks(batch):
+    model = small_cell_model()
+    inputs, targets = batch
+    bad_targets = targets.clone()
+    bad_targets[0] = 10
+    results = score_model_detailed(model, inputs, bad_targets, ("fisher", "grad_norm", "nwot"))
+    for name in ("fisher", "grad_norm"):
+        assert math.isnan(results[name].value) and "out of bounds" in results[name].error
+    assert results["nwot"].error is None and math.isfinite(results["nwot"].value)
+    assert not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules())
+
+
 # Shared passes
 
 def test_proxies_requested_together_equal_each_computed_alone(batch):

@@ -17,7 +17,7 @@ from scorers.registry import register_proxy
 def l2_norm(ctx: ScoringContext) -> float:
     """Σ over Conv2d/Linear layers of ‖W‖₂ at initialisation; biases and BatchNorm are not counted.
 
-    It reads only the weights, so it measures how much (and how wide) the network is under the default
-    initialisation, which is why it ranks NAS-Bench-201 cells much like the parameter count.
+    It reads only the weights, so under the default initialisation it mostly reflects how many and how wide
+    the layers are. Every Conv2d/Linear module counts, executed or not (the module list the benchmark builds).
     """
     return sum_over_layers([weight.norm() for weight in ctx.weights])

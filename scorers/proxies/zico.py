@@ -25,8 +25,10 @@ def zico(ctx: ScoringContext) -> float:
 
     ZiCo needs the gradients of at least two mini-batches; like common re-implementations (AZ-NAS's NAS-Bench-201
     port) we split the one calibration batch into two halves and take each half's own gradient (cross-entropy,
-    training-mode BatchNorm, no accumulation across halves). As the reference: population std, weights whose
-    std is 0 are left out, and a layer whose sum is 0 (or that the loss does not reach) adds nothing.
+    training-mode BatchNorm). The authors' loop never zeroes gradients between batches, so its second gradient
+    is a running sum; we follow the paper's per-batch gradients, as that port does. As the reference:
+    population std, weights whose std is 0 are left out, and a layer whose sum is 0 (or that the loss does not
+    reach) adds nothing.
     """
     per_half = [_half_gradients(ctx, half) for half in range(HALVES)]
     total = 0.0
