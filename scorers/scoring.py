@@ -16,9 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from scorers.context import ScoringContext
+from scorers.presets import DEFAULT_PROXIES
 from scorers.registry import ProxyInfo, get_proxy
-
-DEFAULT_PROXIES: tuple[str, ...] = ("snip", "grasp", "synflow")
 
 
 @dataclass(frozen=True)

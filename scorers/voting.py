@@ -17,7 +17,6 @@ import numpy as np
 from scipy.stats import rankdata
 
 VOTE_METHODS: tuple[str, ...] = ("mean_rank", "log_rank", "majority")
-DEFAULT_VOTERS: tuple[str, ...] = ("snip", "grasp", "synflow")
 MAJORITY_MAX_ARCHITECTURES = 25_000
 _PAIRWISE_BLOCK_ELEMENTS = 1 << 22
 

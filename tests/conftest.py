@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
@@ -24,6 +25,20 @@ NB201_CSV = SHARED_DIR / "data" / "nb201" / "nb201_cifar10_test_acc.csv"
 # A small but real NB201 network on synthetic data: keeps service tests about the service, not about FLOPs.
 TINY_CONFIG = {"data": "synthetic", "batch_size": 8, "channels": 4, "cells_per_stage": 1}
 READY_TIMEOUT_SECONDS = 180
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """For modules of tiny networks: extra intra-op threads only add synchronisation, which on a shared, busy
+    CPU makes each small op many times slower. The previous setting is restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def relative_error(ours: float, expected: float) -> float:
+    return abs(ours - expected) / max(abs(expected), 1e-12)
 
 
 def free_port() -> int:

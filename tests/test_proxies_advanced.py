@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import relative_error
 from torch import nn
 
 from scorers import get_proxy, list_proxies, score_model, score_model_detailed
@@ -29,24 +30,13 @@ def tiny_model(arch: str, seed: int = 0) -> nn.Module:
     return nb201.build_model(arch, num_classes=10, channels=4, cells_per_stage=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_cpu_thread():
-    """These networks are tiny: intra-op threads only add synchronisation, which on a shared, oversubscribed
-    CPU makes each small op many times slower. The previous setting is restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def batch():
     synthetic = load_calibration_batch("cifar10", "synthetic", batch_size=20, seed=0)
     return synthetic.inputs, synthetic.targets
-
-
-def relative_error(ours: float, expected: float) -> float:
-    return abs(ours - expected) / max(abs(expected), 1e-12)
 
 
 # Independent direct computations: deep copies, the references' own init calls, explicit forwards.

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import relative_error
 from scipy.stats import spearmanr
 from torch import nn
 
@@ -41,23 +42,13 @@ def small_model(arch: str, seed: int = 0) -> nn.Module:
     return nb201.build_model(arch, num_classes=10, channels=8, cells_per_stage=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These networks are tiny: one intra-op thread avoids sync overhead on a shared, busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def batch():
     synthetic = load_calibration_batch("cifar10", "synthetic", batch_size=16, seed=0)
     return synthetic.inputs, synthetic.targets
-
-
-def relative_error(ours: float, expected: float) -> float:
-    return abs(ours - expected) / max(abs(expected), 1e-12)
 
 
 # Independent direct computations of each definition (deep copies, masks, module replacement).

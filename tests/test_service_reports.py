@@ -29,6 +29,7 @@ from app.services.scores import record_scores
 from app.services.spaces import architectures_for_strings, ensure_space
 from app.workers.base import ProxyOutcome
 from scorers import get_proxy
+from scorers.presets import DEFAULT_PRESET, PRESETS
 from scorers.voting import VOTE_METHODS, vote, vote_percentile
 from search_spaces import nb201
 from search_spaces.nb201.naslib import arch_to_naslib_key, naslib_key_to_arch
@@ -60,6 +61,7 @@ class HandMadeSet:
     a: HandMade
     b: HandMade
     single: HandMade
+    every_preset: HandMade
 
 
 def _errors(response: httpx.Response) -> dict[str, str]:
@@ -84,11 +86,11 @@ def _all_rows(live: LiveServer, page_size: int = 1000, **params: object) -> list
 
 
 def _store_hand_made(
-    database: Database, label: str, archs: list[str], seed: int, *, ties: bool = False
+    database: Database, label: str, archs: list[str], seed: int, *, ties: bool = False, extra: tuple[str, ...] = ()
 ) -> HandMade:
     """Seeded scores for `archs` under a configuration of their own; with `ties`, snip takes 12 values only,
     the 3rd and 4th architectures score the same, the 6th grasp value is NaN and the 8th architecture has
-    no grasp score at all."""
+    no grasp score at all. `extra` proxies get normal values too."""
     rng = np.random.default_rng(seed)
     count = len(archs)
     values = {
@@ -97,6 +99,8 @@ def _store_hand_made(
         "synflow": rng.lognormal(size=count),
     }
     seconds = {proxy: rng.uniform(0.001, 0.1, count) for proxy in PROXIES}
+    values |= {proxy: rng.normal(size=count) for proxy in extra}
+    seconds |= {proxy: rng.uniform(0.001, 0.1, count) for proxy in extra}
     missing: set[tuple[str, str]] = set()
     if ties:
         for proxy in PROXIES:
@@ -114,7 +118,7 @@ def _store_hand_made(
         for position, row in enumerate(rows):
             outcomes = {
                 proxy: ProxyOutcome(float(values[proxy][position]), float(seconds[proxy][position]))
-                for proxy in PROXIES
+                for proxy in (*PROXIES, *extra)
                 if (row.arch, proxy) not in missing
             }
             record_scores(session, member_ids=[row.id], computed_from_id=row.id, config_id=stored.id,
@@ -125,13 +129,16 @@ def _store_hand_made(
 @pytest.fixture(scope="module")
 def hand_made(live_service: LiveServer) -> HandMadeSet:
     """A: 200 cells (ties, a NaN, a missing score) with synthetic accuracies for 100 of them; B: 50 cells,
-    30 of them shared with A, scored differently; single: one cell."""
-    picks = random.Random(5).sample(nb201.all_archs(), 221)
+    30 of them shared with A, scored differently; single: one cell; every_preset: 40 cells scored with every
+    preset's proxies (fewer scores than A, so A stays the default population)."""
+    picks = random.Random(5).sample(nb201.all_archs(), 261)
     database = Database(live_service.settings.resolved_database_url)
     try:
         a = _store_hand_made(database, "A", picks[:200], seed=1, ties=True)
         b = _store_hand_made(database, "B", picks[:30] + picks[200:220], seed=2)
-        single = _store_hand_made(database, "single", picks[220:], seed=3)
+        single = _store_hand_made(database, "single", picks[220:221], seed=3)
+        extra = tuple(sorted({p for preset in PRESETS.values() for p in preset.proxies} - set(PROXIES)))
+        every_preset = _store_hand_made(database, "every-preset", picks[221:], seed=4, extra=extra)
     finally:
         database.dispose()
     accuracy = {arch: round(50 + 40 * random.Random(arch).random(), 3) for arch in a.archs[:OBSERVED_IN_A]}
@@ -141,7 +148,7 @@ def hand_made(live_service: LiveServer) -> HandMadeSet:
     ]
     posted = live_service.client.post("/v1/observations", json=observations)
     assert posted.status_code == 200, posted.text
-    return HandMadeSet(replace(a, accuracy=accuracy), b, single)
+    return HandMadeSet(replace(a, accuracy=accuracy), b, single, every_preset)
 
 
 @pytest.fixture(scope="module")
@@ -287,6 +294,43 @@ def test_rank_by_a_proxy(live_service: LiveServer, hand_made: HandMadeSet) -> No
         assert rows[0]["vote_rank"] is not None and rows[0]["rank"] == 1
 
 
+def test_default_vote_is_the_default_preset_where_scored_else_mission(
+    live_service: LiveServer, hand_made: HandMadeSet
+) -> None:
+    mission = _get(live_service, "/v1/leaderboard", config=hand_made.a.fingerprint).json()["vote"]
+    assert mission == {"voters": list(PROXIES), "method": "mean_rank", "preset": "mission"}
+    full = hand_made.every_preset
+    board = _get(live_service, "/v1/leaderboard", config=full.fingerprint, limit=100).json()
+    default = PRESETS[DEFAULT_PRESET]
+    assert board["vote"] == {"voters": list(default.proxies), "method": default.method, "preset": DEFAULT_PRESET}
+    votes = _expected_votes(full, default.method, default.proxies)
+    by_arch = dict(zip(full.archs, votes, strict=True))
+    assert [row["vote"] for row in board["items"]] == pytest.approx(sorted(votes, reverse=True), abs=1e-12)
+    assert all(row["vote"] == pytest.approx(by_arch[row["arch"]], abs=1e-12) for row in board["items"])
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_a_named_preset_votes_with_its_proxies_and_method(
+    live_service: LiveServer, hand_made: HandMadeSet, name: str
+) -> None:
+    full, preset = hand_made.every_preset, PRESETS[name]
+    report = _get(live_service, "/v1/correlations", config=full.fingerprint, preset=name, bootstrap=0).json()
+    assert report["vote"] == {"voters": list(preset.proxies), "method": preset.method, "preset": name}
+    assert [entry["name"] for entry in report["correlations"]] == [*preset.proxies, "vote"]
+    overridden = _get(live_service, "/v1/leaderboard", config=full.fingerprint, preset=name, method="majority").json()
+    assert overridden["vote"]["method"] == "majority" and overridden["vote"]["preset"] == name
+    rows = {row["arch"]: row["vote"] for row in overridden["items"]}
+    expected = _expected_votes(full, "majority", preset.proxies)
+    assert [rows[arch] for arch in full.archs] == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_preset_missing_scores_names_what_is_missing(live_service: LiveServer, hand_made: HandMadeSet) -> None:
+    response = live_service.client.get("/v1/leaderboard", params={"config": hand_made.a.fingerprint, "preset": "azn"})
+    assert response.status_code == 422
+    message = _errors(response)["preset"]
+    assert "az_expressivity" in message and hand_made.a.fingerprint[:12] in message
+
+
 def test_pagination(live_service: LiveServer, hand_made: HandMadeSet) -> None:
     params = {"config": hand_made.a.fingerprint, "method": "mean_rank"}
     whole = _get(live_service, "/v1/leaderboard", limit=1000, **params).json()
@@ -405,7 +449,11 @@ def test_naslib_export_holds_the_population(live_service: LiveServer, hand_made:
         ("/v1/leaderboard", {"config": "abc"}, 422, "config"),
         ("/v1/leaderboard", {"limit": 0}, 422, "limit"),
         ("/v1/leaderboard", {"offset": -1}, 422, "offset"),
+        ("/v1/leaderboard", {"preset": "borda"}, 422, "preset"),
+        ("/v1/leaderboard", {"preset": "best"}, 422, "preset"),
+        ("/v1/leaderboard", {"preset": "mission", "proxies": "snip"}, 422, "preset"),
         ("/v1/correlations", {"method": "borda"}, 422, "method"),
+        ("/v1/correlations", {"preset": "azn"}, 422, "preset"),
         ("/v1/correlations", {"top_fraction": 0}, 422, "top_fraction"),
         ("/v1/correlations", {"bootstrap": -1}, 422, "bootstrap"),
         ("/v1/correlations", {"proxies": "nope"}, 422, "proxies[0]"),
@@ -439,6 +487,9 @@ def test_cli_leaderboard_prints_the_same_table_locally_and_from_the_server(
     assert [int(line.split()[0]) for line in table] == [row["rank"] for row in top]
     assert nasscore_main(["leaderboard", "--proxies", "nope", "--server", str(live_service.client.base_url)]) == 1
     assert "proxies[0]" in capsys.readouterr().err
+    preset_flags = ["leaderboard", "--config", hand_made.every_preset.fingerprint, "--preset", "azn", "--limit", "3"]
+    assert nasscore_main([*preset_flags, "--server", str(live_service.client.base_url)]) == 0
+    assert f"vote: preset azn (log_rank) over {', '.join(PRESETS['azn'].proxies)};" in capsys.readouterr().out
 
 
 def test_cli_correlate_prints_the_figures_and_writes_the_plot(
@@ -453,7 +504,7 @@ def test_cli_correlate_prints_the_figures_and_writes_the_plot(
     assert plot.read_bytes().startswith(PNG_MAGIC)
     report = _get(live_service, "/v1/correlations", config=a.fingerprint, metric=SYNTHETIC_METRIC, bootstrap=50).json()
     for entry in report["correlations"]:
-        label = entry["name"] if entry["kind"] == "proxy" else f"vote ({report['method']})"
+        label = entry["name"] if entry["kind"] == "proxy" else f"vote ({report['vote']['method']})"
         [line] = [line for line in printed.splitlines() if line.startswith(f"{label} ")]
         n, rho = line.removeprefix(label).split()[:2]
         assert (n, rho) == (f"{entry['n']:,}", f"{entry['spearman_rho']:+.3f}")

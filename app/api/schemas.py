@@ -62,7 +62,9 @@ class ScoreRequest(Strict):
     space: str = Field("nb201", max_length=64)
     arch: ArchSpec
     dataset: str = Field("cifar10", max_length=64)
-    proxies: list[str] | None = Field(None, max_length=64, description="Default: snip, grasp, synflow")
+    proxies: list[str] | None = Field(
+        None, max_length=64, description="Default: snip, grasp, synflow and the default vote preset's proxies"
+    )
     config: ConfigIn = Field(default_factory=ConfigIn)
 
 

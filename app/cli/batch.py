@@ -4,7 +4,6 @@ with `--server URL` it submits to a running service and watches. Either way the 
 database, so Ctrl-C loses nothing and re-running the same command resumes the same unfinished batch."""
 
 import argparse
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="calibration data: a CIFAR directory or .npz (local runs only), or 'synthetic'; "
         "default: the operator's data for the dataset in NASSCORE_DATA_DIR",
     )
-    parser.add_argument("--proxies", nargs="+", metavar="PROXY", help="default: snip grasp synflow")
+    parser.add_argument(
+        "--proxies", nargs="+", metavar="PROXY", help="default: snip grasp synflow and the default vote's voters"
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="calibration batch size (default: 64)")
     parser.add_argument("--sampling", choices=("random", "grasp"), default="random")
     parser.add_argument("--config-seed", type=int, default=0, help="seed of the calibration batch and model init")
@@ -130,7 +131,7 @@ def _create_local_job(runtime: Any, args: argparse.Namespace, config: Any, archs
     from app.services.spaces import (
         all_architectures,
         architectures_for_strings,
-        enumerate_space,
+        sample_architectures,
         seed_space,
     )
 
@@ -143,7 +144,8 @@ def _create_local_job(runtime: Any, args: argparse.Namespace, config: Any, archs
         elif args.all:
             architectures = all_architectures(session, space)
         else:
-            architectures = architectures_for_strings(session, space, _sample(enumerate_space(args.space), args))
+            chosen = sample_architectures(args.space, args.sample, args.seed, "--sample")
+            architectures = architectures_for_strings(session, space, chosen)
         job, created = jobs.create_job(
             session,
             kind=JobKind.BATCH,
@@ -154,15 +156,6 @@ def _create_local_job(runtime: Any, args: argparse.Namespace, config: Any, archs
             resume=not args.no_resume,
         )
         return job.id, not created
-
-
-def _sample(population: list[str], args: argparse.Namespace) -> list[str]:
-    """The same draw the service makes for `sample: {n, seed}`, so both paths name the same batch."""
-    from app.services.errors import InvalidInput
-
-    if not 1 <= args.sample <= len(population):
-        raise InvalidInput("--sample", f"must be between 1 and {len(population)}, got {args.sample}")
-    return random.Random(args.seed).sample(population, args.sample)
 
 
 def _local_state(runtime: Any, job_id: int) -> dict[str, Any]:

@@ -13,7 +13,9 @@ from app.cli.leaderboard import (
     number,
     population_lines,
     population_params,
+    query_fields,
     run_reporting,
+    vote_line,
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -46,7 +48,7 @@ def _print_correlations(args: argparse.Namespace) -> int:
     print("\n".join(population_lines(summary["population"])))
     print(
         f"{summary['observed']:,} of them have an observed {summary['population']['metric']}; "
-        f"vote: {summary['method']} over {', '.join(summary['voters'])}"
+        f"{vote_line(summary['vote'])}"
     )
     print(format_table(*_correlation_table(summary), left=("name",)))
     for entry in summary["correlations"]:
@@ -70,17 +72,7 @@ def _report_query(args: argparse.Namespace) -> Any:
 
     if args.bootstrap < 0:
         raise InvalidInput("--bootstrap", f"must be at least 0, got {args.bootstrap}")
-    return ReportQuery(
-        space=args.space,
-        dataset=args.dataset,
-        proxies=args.proxies,
-        method=args.method,
-        config=args.config,
-        metric=args.metric,
-        bootstrap=args.bootstrap,
-        seed=args.seed,
-        top_fraction=args.top_fraction,
-    )
+    return ReportQuery(**query_fields(args), bootstrap=args.bootstrap, seed=args.seed, top_fraction=args.top_fraction)
 
 
 def _write_plot(args: argparse.Namespace, params: dict[str, Any]) -> None:
@@ -102,7 +94,7 @@ def _correlation_table(summary: dict[str, Any]) -> tuple[list[str], list[list[st
     headers = ["name", "n", "rho", "95% CI", "p", "tau", "r(rank)", top, "best@10", "best@100", "best"]
     rows = [
         [
-            entry["name"] if entry["kind"] == "proxy" else f"vote ({summary['method']})",
+            entry["name"] if entry["kind"] == "proxy" else f"vote ({summary['vote']['method']})",
             f"{entry['n']:,}",
             number(entry["spearman_rho"], "+.3f"),
             _interval(entry["spearman_ci_low"], entry["spearman_ci_high"]),

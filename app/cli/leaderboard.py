@@ -33,8 +33,12 @@ def add_population_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags that pick the population and the vote, shared with `nasscore correlate`."""
     parser.add_argument("--space", default="nb201", help="search space (default: nb201)")
     parser.add_argument("--dataset", default="cifar10", help="dataset of the scores and accuracies (default: cifar10)")
-    parser.add_argument("--proxies", nargs="+", metavar="PROXY", help="voting proxies (default: snip grasp synflow)")
-    parser.add_argument("--method", default="mean_rank", help="mean_rank (default), log_rank or majority")
+    voters = parser.add_mutually_exclusive_group()
+    voters.add_argument("--preset", help="vote preset: mission, azn or best (default: best where scored, else mission)")
+    voters.add_argument("--proxies", nargs="+", metavar="PROXY", help="voting proxies instead of a preset")
+    parser.add_argument(
+        "--method", help="mean_rank, log_rank or majority (default: the preset's; mean_rank for --proxies)"
+    )
     parser.add_argument("--config", metavar="FINGERPRINT", help="configuration (default: the one with most scores)")
     parser.add_argument("--metric", default="test_accuracy", help="observation metric (default: test_accuracy)")
     parser.add_argument("--server", metavar="URL", help="ask a running service instead of the local database")
@@ -43,12 +47,26 @@ def add_population_arguments(parser: argparse.ArgumentParser) -> None:
 
 def population_params(args: argparse.Namespace) -> dict[str, Any]:
     """The query parameters of the HTTP API for the population flags."""
-    params = {"space": args.space, "dataset": args.dataset, "method": args.method, "metric": args.metric}
-    if args.config:
-        params["config"] = args.config
+    params = {"space": args.space, "dataset": args.dataset, "metric": args.metric}
+    optional = {"config": args.config, "preset": args.preset, "method": args.method}
+    params |= {key: value for key, value in optional.items() if value}
     if args.proxies:
         params["proxies"] = ",".join(args.proxies)
     return params
+
+
+def query_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The population and vote fields of the services' LeaderboardQuery and ReportQuery."""
+    from app.services.leaderboard import VoteRequest
+
+    vote = VoteRequest(proxies=args.proxies, preset=args.preset, method=args.method)
+    return {"space": args.space, "dataset": args.dataset, "config": args.config, "metric": args.metric, "vote": vote}
+
+
+def vote_line(vote: dict[str, Any]) -> str:
+    """`vote: preset best (log_rank) over az_expressivity, ...` as printed above a table."""
+    source = f"preset {vote['preset']}" if vote["preset"] else "custom"
+    return f"vote: {source} ({vote['method']}) over {', '.join(vote['voters'])}"
 
 
 def fetch(args: argparse.Namespace, path: str, params: dict[str, Any], local: Callable[[Any], Any]) -> Any:
@@ -128,7 +146,7 @@ def _print_leaderboard(args: argparse.Namespace) -> int:
     first = board["offset"] + 1
     last = board["offset"] + len(board["items"])
     print(
-        f"vote: {board['method']} over {', '.join(board['voters'])}; ranked by {board['rank_by']}; "
+        f"{vote_line(board['vote'])}; ranked by {board['rank_by']}; "
         f"rows {first}-{last} of {board['total']:,}"
     )
     print(format_table(*_leaderboard_table(board), left=("arch",)))
@@ -142,17 +160,7 @@ def _local_leaderboard(session: Any, args: argparse.Namespace) -> dict[str, Any]
 
     if not 1 <= args.limit <= 1000 or args.offset < 0:
         raise InvalidInput("--limit", "must be between 1 and 1000 (and --offset at least 0)")
-    query = LeaderboardQuery(
-        space=args.space,
-        dataset=args.dataset,
-        rank_by=args.rank_by,
-        method=args.method,
-        proxies=args.proxies,
-        config=args.config,
-        metric=args.metric,
-        limit=args.limit,
-        offset=args.offset,
-    )
+    query = LeaderboardQuery(**query_fields(args), rank_by=args.rank_by, limit=args.limit, offset=args.offset)
     return leaderboard_out(leaderboard(session, query)).model_dump(mode="json")
 
 

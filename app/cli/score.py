@@ -13,7 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--data", default="synthetic", help="calibration data: 'synthetic', a CIFAR python-format dir or an .npz"
     )
-    parser.add_argument("--proxies", default="snip,grasp,synflow", help="comma-separated proxy names")
+    parser.add_argument(
+        "--proxies", help="comma-separated proxy names (default: snip, grasp, synflow and the default vote's voters)"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--sampling", default="random", choices=("random", "grasp"))
     parser.add_argument("--seed", type=int, default=0, help="seeds both the weights and the batch")
@@ -24,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from app.scoring import score_architecture
+    from scorers import DEFAULT_PROXIES
     from scorers.calibration import DATASETS, load_calibration_batch
     from scorers.device import configure_cpu_threads, resolve_device
     from search_spaces import SPACES
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
-    proxies = [name.strip() for name in args.proxies.split(",") if name.strip()]
+    proxies = [name.strip() for name in args.proxies.split(",") if name.strip()] if args.proxies else DEFAULT_PROXIES
     if device.type == "cpu":
         configure_cpu_threads()
     started = time.perf_counter()

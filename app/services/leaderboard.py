@@ -29,9 +29,12 @@ from app.services.errors import InvalidInput, NotFound
 from app.services.observations import DEFAULT_METRIC
 from app.services.spaces import space_module
 from scorers import get_proxy
-from scorers.voting import DEFAULT_VOTERS, VOTE_METHODS, vote
+from scorers.presets import DEFAULT_PRESET, PRESETS, UnknownPresetError, VotePreset, get_preset
+from scorers.voting import VOTE_METHODS, vote
 
 RANK_BY_VOTE = "vote"
+CUSTOM_VOTE_METHOD = "mean_rank"
+FALLBACK_PRESET = "mission"
 SELECTED_BY_REQUEST = "request"
 SELECTED_BY_MOST_SCORES = "most_scores"
 MIN_FINGERPRINT_PREFIX = 6
@@ -107,12 +110,30 @@ class Ranking:
 
 
 @dataclass(frozen=True)
+class VoteRequest:
+    """Who votes and how, as asked: a named preset, an explicit list of proxies, or neither (the default).
+    `method` overrides the preset's method; an explicit list is Borda-voted (mean_rank) unless told."""
+
+    proxies: Sequence[str] | None = None
+    preset: str | None = None
+    method: str | None = None
+
+
+@dataclass(frozen=True)
+class VoteChoice:
+    """The vote actually taken: its voters, its method, and the preset it came from (None: a custom list)."""
+
+    voters: tuple[str, ...]
+    method: str
+    preset: str | None
+
+
+@dataclass(frozen=True)
 class LeaderboardQuery:
     space: str = "nb201"
     dataset: str = "cifar10"
     rank_by: str = RANK_BY_VOTE
-    method: str = "mean_rank"
-    proxies: Sequence[str] | None = None
+    vote: VoteRequest = VoteRequest()
     config: str | None = None
     metric: str = DEFAULT_METRIC
     limit: int = 100
@@ -134,8 +155,7 @@ class LeaderboardRow:
 @dataclass(frozen=True)
 class Leaderboard:
     scored: ScoredPopulation
-    voters: tuple[str, ...]
-    method: str
+    choice: VoteChoice
     rank_by: str
     limit: int
     offset: int
@@ -214,13 +234,55 @@ def load_scored_population(
     return ScoredPopulation(space, dataset, metric, selection, population)
 
 
-def choose_voters(population: Population, proxies: Sequence[str] | None, config: ScoringConfig) -> tuple[str, ...]:
-    """The proxies that vote: the requested ones, or by default snip, grasp and synflow where scored
-    (every scored proxy when none of them is)."""
-    if proxies is None:
-        defaults = tuple(name for name in DEFAULT_VOTERS if name in population.proxies)
-        return defaults or population.proxies
-    return require_scored(population, proxies, config)
+def check_vote_request(request: VoteRequest) -> None:
+    """The checks that need no population, so a bad request is refused before anything is loaded."""
+    if request.proxies is not None and request.preset is not None:
+        raise InvalidInput("preset", "give either a preset or a list of proxies, not both")
+    if request.preset is not None:
+        _named_preset(request.preset)
+    if request.method is not None:
+        validate_method(request.method)
+
+
+def choose_vote(population: Population, request: VoteRequest, config: ScoringConfig) -> VoteChoice:
+    """The vote to take. A named preset needs all its proxies scored; by default the default preset votes
+    when all its proxies are scored, else the `mission` preset, else every scored proxy (Borda)."""
+    check_vote_request(request)
+    if request.proxies is not None:
+        voters = require_scored(population, request.proxies, config)
+        return VoteChoice(voters, validate_method(request.method or CUSTOM_VOTE_METHOD), None)
+    if request.preset is not None:
+        preset = _scored_preset(population, _named_preset(request.preset), config)
+    else:
+        preset = next(
+            (PRESETS[name] for name in (DEFAULT_PRESET, FALLBACK_PRESET) if _is_scored(population, PRESETS[name])),
+            None,
+        )
+    if preset is None:
+        return VoteChoice(population.proxies, validate_method(request.method or CUSTOM_VOTE_METHOD), None)
+    return VoteChoice(preset.proxies, validate_method(request.method or preset.method), preset.name)
+
+
+def _named_preset(name: str) -> VotePreset:
+    try:
+        return get_preset(name)
+    except UnknownPresetError as error:
+        raise InvalidInput("preset", str(error)) from None
+
+
+def _is_scored(population: Population, preset: VotePreset) -> bool:
+    return set(preset.proxies) <= set(population.proxies)
+
+
+def _scored_preset(population: Population, preset: VotePreset, config: ScoringConfig) -> VotePreset:
+    missing = [name for name in preset.proxies if name not in population.proxies]
+    if missing:
+        raise InvalidInput(
+            "preset",
+            f"preset {preset.name!r} votes with {', '.join(preset.proxies)}, but configuration "
+            f"{config.fingerprint[:12]} has no {', '.join(missing)} scores; score them first or pick another preset",
+        )
+    return preset
 
 
 def require_scored(population: Population, proxies: Sequence[str], config: ScoringConfig) -> tuple[str, ...]:
@@ -264,10 +326,11 @@ def rank_rows(key: np.ndarray, architecture_ids: np.ndarray, higher_is_better: b
 
 
 def leaderboard(session: Session, query: LeaderboardQuery) -> Leaderboard:
-    method = validate_method(query.method)
+    check_vote_request(query.vote)
     scored = load_scored_population(session, query.space, query.dataset, query.config, query.metric)
     population = scored.population
-    voters = choose_voters(population, query.proxies, scored.selection.config)
+    choice = choose_vote(population, query.vote, scored.selection.config)
+    voters, method = choice.voters, choice.method
     rank_by = _validate_rank_by(query.rank_by, population)
     votes = population_vote(population, voters, method)
     by_vote = _vote_ranking(population, voters, method)
@@ -287,7 +350,7 @@ def leaderboard(session: Session, query: LeaderboardQuery) -> Leaderboard:
         )
         for row in page
     ]
-    return Leaderboard(scored, voters, method, rank_by, query.limit, query.offset, rows)
+    return Leaderboard(scored, choice, rank_by, query.limit, query.offset, rows)
 
 
 def _compute_vote(population: Population, voters: Sequence[str], method: str) -> np.ndarray:

@@ -21,11 +21,13 @@ from app.services.errors import InvalidInput
 from app.services.leaderboard import (
     Population,
     ScoredPopulation,
-    choose_voters,
+    VoteChoice,
+    VoteRequest,
+    check_vote_request,
+    choose_vote,
     load_scored_population,
     population_vote,
     require_scored,
-    validate_method,
 )
 from app.services.observations import DEFAULT_METRIC
 from scorers import get_proxy
@@ -40,8 +42,7 @@ NASLIB_SPACES = ("nb201",)
 class ReportQuery:
     space: str = "nb201"
     dataset: str = "cifar10"
-    proxies: Sequence[str] | None = None
-    method: str = "mean_rank"
+    vote: VoteRequest = VoteRequest()
     config: str | None = None
     metric: str = DEFAULT_METRIC
     bootstrap: int = 1000
@@ -62,8 +63,7 @@ class Correlation:
 @dataclass(frozen=True)
 class CorrelationSummary:
     scored: ScoredPopulation
-    voters: tuple[str, ...]
-    method: str
+    choice: VoteChoice
     observed: int
     correlations: list[Correlation]
 
@@ -86,27 +86,27 @@ class ExportFile:
 
 def correlations(session: Session, query: ReportQuery) -> CorrelationSummary:
     """Per voting proxy and for the vote: rank correlations and top-k figures against observed accuracy."""
-    method = validate_method(query.method)
+    check_vote_request(query.vote)
     scored = load_scored_population(session, query.space, query.dataset, query.config, query.metric)
     population = scored.population
-    voters = choose_voters(population, query.proxies, scored.selection.config)
+    choice = choose_vote(population, query.vote, scored.selection.config)
     settings = (query.bootstrap, query.seed, query.top_fraction)
     entries = [
         Correlation(column.name, column.kind, column.higher_is_better, _report(population, column, settings))
-        for column in _columns(population, voters, method)
+        for column in _columns(population, choice)
     ]
     observed = int(np.isfinite(population.accuracy).sum())
-    return CorrelationSummary(scored, voters, method, observed, entries)
+    return CorrelationSummary(scored, choice, observed, entries)
 
 
 def correlation_plot(session: Session, query: ReportQuery) -> bytes:
     """PNG with one panel per voting proxy and one for the vote: score rank against observed accuracy."""
     summary = correlations(session, replace(query, bootstrap=0))
     population = summary.scored.population
-    columns = _columns(population, summary.voters, summary.method)
+    columns = _columns(population, summary.choice)
     panels = [
         Panel(
-            name=f"{VOTE} ({summary.method})" if column.kind == VOTE else column.name,
+            name=vote_label(summary.choice) if column.kind == VOTE else column.name,
             score=column.score,
             accuracy=population.accuracy,
             rho=entry.report["spearman_rho"],
@@ -146,14 +146,19 @@ def export_population(
     return ExportFile(json.dumps(document, allow_nan=False), "application/json", f"{stem}.json")
 
 
-def _columns(population: Population, voters: tuple[str, ...], method: str) -> list[_Column]:
+def vote_label(choice: VoteChoice) -> str:
+    """`vote (best, log_rank)`, or `vote (mean_rank)` for a custom list of voters."""
+    return f"{VOTE} ({', '.join(filter(None, (choice.preset, choice.method)))})"
+
+
+def _columns(population: Population, choice: VoteChoice) -> list[_Column]:
     """Each voting proxy, then the vote."""
     columns = [
         _Column(name, "proxy", ("proxy", name), population.column(name), get_proxy(name).higher_is_better)
-        for name in voters
+        for name in choice.voters
     ]
-    votes = population_vote(population, voters, method)
-    columns.append(_Column(VOTE, VOTE, (VOTE, voters, method), votes, True))
+    votes = population_vote(population, choice.voters, choice.method)
+    columns.append(_Column(VOTE, VOTE, (VOTE, choice.voters, choice.method), votes, True))
     return columns
 
 

@@ -2,6 +2,7 @@
 with its canonical (isomorphism) key; enumerable spaces are seeded whole so that a score computed for one
 member of an isomorphism class can be recorded for all members."""
 
+import random
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -103,6 +104,15 @@ def enumerate_space(name: str, field: str = "space") -> list[str]:
     if not hasattr(module, "all_archs"):
         raise InvalidInput(field, f"search space {name!r} cannot be enumerated; list the architectures instead")
     return module.all_archs()
+
+
+def sample_architectures(name: str, count: int, seed: int, field: str = "sample.n") -> list[str]:
+    """`count` distinct architectures drawn with `seed`: one draw for the API, the CLI and the benchmarks,
+    so the same (count, seed) always names the same batch."""
+    population = enumerate_space(name, field)
+    if not 1 <= count <= len(population):
+        raise InvalidInput(field, f"must be between 1 and {len(population)} (the size of {name}), got {count}")
+    return random.Random(seed).sample(population, count)
 
 
 def all_architectures(session: Session, space: SearchSpace) -> list[Architecture]:

@@ -1,6 +1,5 @@
 """Batches: many architectures scored in the background, persisted so they survive restarts."""
 
-import random
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -13,13 +12,14 @@ from app.api.views import batch_out
 from app.db.models import Architecture, JobKind, JobStatus, SearchSpace
 from app.services import jobs
 from app.services.configs import get_or_create_config, resolve_config, validate_dataset, validate_proxies
-from app.services.errors import InvalidInput, TooLarge
+from app.services.errors import TooLarge
 from app.services.spaces import (
     all_architectures,
     architectures_for_strings,
     ensure_space,
     enumerate_space,
     get_or_create_architectures,
+    sample_architectures,
     space_module,
 )
 from app.settings import Settings
@@ -69,10 +69,7 @@ def _selected_architectures(session: Session, space: SearchSpace, body: BatchReq
         return get_or_create_architectures(session, space, body.archs, "archs")
     if body.all:
         return all_architectures(session, space)
-    population = enumerate_space(space.name, "sample")
-    if body.sample.n > len(population):
-        raise InvalidInput("sample.n", f"the {space.name} space has only {len(population)} architectures")
-    chosen = random.Random(body.sample.seed).sample(population, body.sample.n)
+    chosen = sample_architectures(space.name, body.sample.n, body.sample.seed)
     return architectures_for_strings(session, space, chosen)
 
 

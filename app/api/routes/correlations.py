@@ -9,7 +9,15 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from app.api.deps import ReadSession
-from app.api.routes.leaderboard import ERRORS, MethodQuery, PopulationDep, PopulationOut, population_out
+from app.api.routes.leaderboard import (
+    ERRORS,
+    PopulationDep,
+    PopulationOut,
+    VoteDep,
+    VoteOut,
+    population_out,
+    vote_out,
+)
 from app.services.reports import Correlation, CorrelationSummary, ReportQuery, correlation_plot, correlations
 
 router = APIRouter(prefix="/v1/correlations", tags=["reports"])
@@ -43,8 +51,7 @@ class CorrelationOut(BaseModel):
 
 class CorrelationsOut(BaseModel):
     population: PopulationOut
-    voters: list[str]
-    method: str
+    vote: VoteOut
     observed: int = Field(description="Architectures of the population with an observed accuracy")
     correlations: list[CorrelationOut]
 
@@ -53,22 +60,13 @@ class CorrelationsOut(BaseModel):
 def get_correlations(
     session: ReadSession,
     selection: PopulationDep,
-    method: MethodQuery = "mean_rank",
+    vote: VoteDep,
     bootstrap: BootstrapQuery = 1000,
     seed: SeedQuery = 0,
     top_fraction: TopFractionQuery = 0.10,
 ) -> CorrelationsOut:
-    query = ReportQuery(
-        space=selection.space,
-        dataset=selection.dataset,
-        proxies=selection.proxies,
-        method=method,
-        config=selection.config,
-        metric=selection.metric,
-        bootstrap=bootstrap,
-        seed=seed,
-        top_fraction=top_fraction,
-    )
+    figures = {"bootstrap": bootstrap, "seed": seed, "top_fraction": top_fraction}
+    query = ReportQuery(**selection.query_fields(), vote=vote, **figures)
     return correlations_out(correlations(session, query))
 
 
@@ -77,25 +75,15 @@ def get_correlations(
     response_class=Response,
     responses={200: {"content": {"image/png": {}}, "description": "One panel per proxy and the vote"}, **ERRORS},
 )
-def get_correlation_plot(
-    session: ReadSession, selection: PopulationDep, method: MethodQuery = "mean_rank"
-) -> Response:
-    query = ReportQuery(
-        space=selection.space,
-        dataset=selection.dataset,
-        proxies=selection.proxies,
-        method=method,
-        config=selection.config,
-        metric=selection.metric,
-    )
+def get_correlation_plot(session: ReadSession, selection: PopulationDep, vote: VoteDep) -> Response:
+    query = ReportQuery(**selection.query_fields(), vote=vote)
     return Response(correlation_plot(session, query), media_type="image/png")
 
 
 def correlations_out(summary: CorrelationSummary) -> CorrelationsOut:
     return CorrelationsOut(
         population=population_out(summary.scored),
-        voters=list(summary.voters),
-        method=summary.method,
+        vote=vote_out(summary.choice),
         observed=summary.observed,
         correlations=[_correlation_out(entry) for entry in summary.correlations],
     )

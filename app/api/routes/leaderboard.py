@@ -16,6 +16,8 @@ from app.services.leaderboard import (
     Leaderboard,
     LeaderboardQuery,
     ScoredPopulation,
+    VoteChoice,
+    VoteRequest,
     leaderboard,
     split_names,
 )
@@ -35,6 +37,10 @@ class PopulationParams:
     metric: str
     proxies: list[str] | None
 
+    def query_fields(self) -> dict[str, str | None]:
+        """The population's fields of the services' LeaderboardQuery and ReportQuery."""
+        return {"space": self.space, "dataset": self.dataset, "config": self.config, "metric": self.metric}
+
 
 def population_params(
     space: Annotated[str, Query(max_length=64, description="Search space")] = "nb201",
@@ -47,8 +53,8 @@ def population_params(
     proxies: Annotated[
         list[str] | None,
         Query(
-            description="Proxies, comma-separated or repeated: the voters (default: snip, grasp, synflow where "
-            "scored), or for an export the score columns (default: all)"
+            description="Proxies, comma-separated or repeated: the voters instead of a preset, or for an "
+            "export the score columns (default: all)"
         ),
     ] = None,
 ) -> PopulationParams:
@@ -56,7 +62,35 @@ def population_params(
 
 
 PopulationDep = Annotated[PopulationParams, Depends(population_params)]
-MethodQuery = Annotated[str, Query(description="Vote method: mean_rank, log_rank or majority")]
+
+
+def vote_request(
+    selection: PopulationDep,
+    preset: Annotated[
+        str | None,
+        Query(max_length=64, description="Vote preset: mission, azn or best (default: best where its proxies are "
+              "scored, else mission, else every scored proxy)"),
+    ] = None,
+    method: Annotated[
+        str | None,
+        Query(max_length=64, description="Vote method: mean_rank, log_rank or majority (default: the preset's; "
+              "mean_rank for a list of proxies)"),
+    ] = None,
+) -> VoteRequest:
+    return VoteRequest(proxies=selection.proxies, preset=preset, method=method)
+
+
+VoteDep = Annotated[VoteRequest, Depends(vote_request)]
+
+
+class VoteOut(BaseModel):
+    voters: list[str]
+    method: str
+    preset: str | None = Field(description="The preset voting, null for a list of proxies")
+
+
+def vote_out(choice: VoteChoice) -> VoteOut:
+    return VoteOut(voters=list(choice.voters), method=choice.method, preset=choice.preset)
 
 
 class ConfigurationCount(BaseModel):
@@ -92,8 +126,7 @@ class LeaderboardRow(BaseModel):
 
 class LeaderboardOut(BaseModel):
     population: PopulationOut
-    voters: list[str]
-    method: str
+    vote: VoteOut
     rank_by: str
     total: int
     limit: int
@@ -105,20 +138,12 @@ class LeaderboardOut(BaseModel):
 def get_leaderboard(
     session: ReadSession,
     selection: PopulationDep,
+    vote: VoteDep,
     page: PageDep,
     rank_by: Annotated[str, Query(max_length=64, description="'vote' or a proxy name")] = RANK_BY_VOTE,
-    method: MethodQuery = "mean_rank",
 ) -> LeaderboardOut:
     query = LeaderboardQuery(
-        space=selection.space,
-        dataset=selection.dataset,
-        rank_by=rank_by,
-        method=method,
-        proxies=selection.proxies,
-        config=selection.config,
-        metric=selection.metric,
-        limit=page.limit,
-        offset=page.offset,
+        **selection.query_fields(), rank_by=rank_by, vote=vote, limit=page.limit, offset=page.offset
     )
     return leaderboard_out(leaderboard(session, query))
 
@@ -141,8 +166,7 @@ def population_out(scored: ScoredPopulation) -> PopulationOut:
 def leaderboard_out(board: Leaderboard) -> LeaderboardOut:
     return LeaderboardOut(
         population=population_out(board.scored),
-        voters=list(board.voters),
-        method=board.method,
+        vote=vote_out(board.choice),
         rank_by=board.rank_by,
         total=board.scored.population.size,
         limit=board.limit,
