@@ -133,8 +133,8 @@ def test_registering_a_taken_name_is_refused():
 
 @pytest.mark.parametrize("arch", CELLS)
 def test_scores_are_deterministic(arch, batch):
-    first = score_model(small_model(arch), *batch)
-    again = score_model(small_model(arch), *batch)
+    first = score_model(small_model(arch), *batch, PROXIES)
+    again = score_model(small_model(arch), *batch, PROXIES)
     assert first == again
     assert all(math.isfinite(value) for value in first.values())
 
@@ -146,8 +146,8 @@ def test_scoring_never_mutates_the_model(training, batch):
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     flags = [(m.training, dict(m.__dict__).get("forward")) for m in model.modules()]
     requires_grad = [p.requires_grad for p in model.parameters()]
-    score_model_detailed(model, *batch, split=2)
-    score_model(model, *batch)
+    score_model_detailed(model, *batch, PROXIES, split=2)
+    score_model(model, *batch, PROXIES)
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     assert all(before[k].dtype == after[k].dtype for k in before)
@@ -161,7 +161,7 @@ def test_synflow_ignores_the_data_and_needs_no_labels(batch):
     model = small_model(ALL_CONV)
     other = load_calibration_batch("cifar10", "synthetic", batch_size=4, seed=9)
     alone = score_model(model, other.inputs, None, proxies=("synflow",))
-    assert alone["synflow"] == score_model(model, *batch)["synflow"] > 0
+    assert alone["synflow"] == score_model(model, *batch, PROXIES)["synflow"] > 0
 
 
 @pytest.mark.parametrize("arch", CELLS)
@@ -172,7 +172,7 @@ def test_snip_is_non_negative(arch, batch):
 @pytest.mark.parametrize("arch", CELLS)
 def test_fused_results_equal_each_proxy_computed_alone(arch, batch):
     model = small_model(arch)
-    fused = score_model(model, *batch)
+    fused = score_model(model, *batch, PROXIES)
     for name in PROXIES:
         assert relative_error(fused[name], score_model(model, *batch, proxies=(name,))[name]) < 1e-5
 
@@ -180,7 +180,7 @@ def test_fused_results_equal_each_proxy_computed_alone(arch, batch):
 @pytest.mark.parametrize("arch", CELLS)
 def test_values_match_a_direct_computation_of_each_definition(arch, batch):
     model = small_model(arch, seed=1)
-    scores = score_model(model, *batch)
+    scores = score_model(model, *batch, PROXIES)
     assert relative_error(scores["snip"], direct_snip(model, *batch)) < 1e-4
     assert relative_error(scores["grasp"], direct_grasp(model, *batch)) < 1e-4
     assert relative_error(scores["synflow"], direct_synflow(model, batch[0])) < 1e-4
@@ -188,11 +188,11 @@ def test_values_match_a_direct_computation_of_each_definition(arch, batch):
 
 def test_split_accumulates_over_chunks_like_the_reference(batch):
     model = small_model(ALL_CONV, seed=2)
-    results = score_model_detailed(model, *batch, split=2)
+    results = score_model_detailed(model, *batch, PROXIES, split=2)
     assert {result.split for result in results.values()} == {2}
     assert relative_error(results["snip"].value, direct_snip(model, *batch, split=2)) < 1e-4
     assert relative_error(results["grasp"].value, direct_grasp(model, *batch, split=2)) < 1e-4
-    assert results["synflow"].value == score_model(model, *batch)["synflow"]
+    assert results["synflow"].value == score_model(model, *batch, PROXIES)["synflow"]
 
 
 def test_out_of_memory_retries_follow_the_reference_split_schedule():
@@ -208,7 +208,7 @@ def test_requested_proxies_share_one_data_forward(batch):
     calls = []
     handle = model.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
     try:
-        score_model(model, *batch)
+        score_model(model, *batch, PROXIES)
         fused = list(calls)
         calls.clear()
         for name in PROXIES:
@@ -280,7 +280,7 @@ def test_non_finite_values_come_back_as_such(batch):
     inputs, targets = batch
     poisoned = inputs.clone()
     poisoned[0, 0, 0, 0] = float("nan")
-    results = score_model_detailed(small_model(MIXED), poisoned, targets)
+    results = score_model_detailed(small_model(MIXED), poisoned, targets, PROXIES)
     assert math.isnan(results["snip"].value) and math.isnan(results["grasp"].value)
     assert results["snip"].error is None and results["grasp"].error is None
     exploded = small_model(ALL_CONV)
@@ -297,15 +297,15 @@ def test_a_failing_proxy_does_not_stop_the_others(batch):
     inputs, targets = batch
     bad_targets = targets.clone()
     bad_targets[0] = 10
-    results = score_model_detailed(model, inputs, bad_targets)
+    results = score_model_detailed(model, inputs, bad_targets, PROXIES)
     for name in ("snip", "grasp"):
         assert math.isnan(results[name].value) and "out of bounds" in results[name].error
     assert results["synflow"].error is None
-    assert results["synflow"].value == score_model(model, inputs, targets)["synflow"]
+    assert results["synflow"].value == score_model(model, inputs, targets, PROXIES)["synflow"]
 
 
 def test_results_carry_timings_and_are_frozen(batch):
-    results = score_model_detailed(small_model(MIXED), *batch)
+    results = score_model_detailed(small_model(MIXED), *batch, PROXIES)
     assert list(results) == list(PROXIES)
     assert all(isinstance(r, ProxyResult) and r.seconds > 0 and r.error is None for r in results.values())
     with pytest.raises(AttributeError):
@@ -316,11 +316,11 @@ def test_misuse_is_reported_before_scoring(batch):
     model = small_model(MIXED)
     inputs, targets = batch
     with pytest.raises(ValueError, match="need targets"):
-        score_model(model, inputs, None)
+        score_model(model, inputs, None, PROXIES)
     with pytest.raises(ValueError, match="labels for"):
-        score_model(model, inputs, targets[:3])
+        score_model(model, inputs, targets[:3], PROXIES)
     with pytest.raises(ValueError, match="split"):
-        score_model_detailed(model, inputs, targets, split=len(inputs) + 1)
+        score_model_detailed(model, inputs, targets, PROXIES, split=len(inputs) + 1)
 
 
 # Devices
@@ -352,8 +352,8 @@ def test_resolve_device_explains_missing_cuda():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_scores_match_cpu(batch):
     model = small_model(ALL_CONV)
-    on_cpu = score_model(model, *batch)
-    on_gpu = score_model(copy.deepcopy(model).cuda(), *batch)
+    on_cpu = score_model(model, *batch, PROXIES)
+    on_gpu = score_model(copy.deepcopy(model).cuda(), *batch, PROXIES)
     for name in PROXIES:
         assert relative_error(on_gpu[name], on_cpu[name]) < 1e-3
 

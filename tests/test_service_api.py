@@ -9,6 +9,7 @@ import httpx
 import pytest
 from conftest import TINY_CONFIG, LiveServer, wait_for_batch, wait_until
 
+from scorers import DEFAULT_PROXIES
 from search_spaces import nb201
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
@@ -92,7 +93,7 @@ def test_score_answers_200_then_serves_the_stored_result(live_service: LiveServe
     assert first.status_code == 200, first.text
     body = first.json()
     assert body["cached"] is False and body["status"] == "done"
-    assert set(body["scores"]) == {"snip", "grasp", "synflow"}
+    assert set(body["scores"]) == set(DEFAULT_PROXIES)
     for proxy, score in body["scores"].items():
         assert score["error"] is None, (proxy, score)
         assert math.isfinite(score["value"]) and score["seconds"] >= 0 and score["device"] == "cpu"
@@ -125,6 +126,19 @@ def test_real_operator_data_is_used_when_the_dataset_has_it(live_service: LiveSe
     content_digest = hashlib.sha256(cifar10_npz.read_bytes()).hexdigest()[:12]
     assert response.json()["configuration"]["data_source"].startswith(f"npz:cifar10.npz:sha256-{content_digest}")
     assert response.json()["scores"]["snip"]["value"] > 0
+
+
+def test_a_cell_whose_output_ignores_its_input_is_scored_not_failed(live_service: LiveServer) -> None:
+    """Every path from input to output passes a `none` edge: log-determinant proxies are -inf, a result that
+    ranks the cell last, so the scoring is done and the non-finite values are stored as null with a note."""
+    disconnected = "|none~0|+|none~0|none~1|+|none~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    response = _score(live_service.client, disconnected)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "done"
+    nwot = body["scores"]["nwot"]
+    assert nwot["value"] is None and "non-finite value (-inf)" in nwot["error"]
+    assert body["scores"]["synflow"] == body["scores"]["synflow"] | {"value": 0.0, "error": None}
 
 
 def test_score_answers_202_with_the_job_when_it_cannot_wait(live_service: LiveServer) -> None:
@@ -166,7 +180,7 @@ def test_batch_lifecycle_and_listing(live_service: LiveServer) -> None:
     assert created.headers["location"] == created.json()["url"]
     assert created.json()["total"] == 5 and created.json()["resumed"] is False
     finished = wait_for_batch(client, created.json()["id"])
-    assert (finished["status"], finished["done"], finished["failed"], finished["pending"]) == ("done", 5, 0, 0)
+    assert (finished["status"], finished["done"], finished["failed"], finished["pending"]) == ("done", 5, 0, 0), finished
     assert finished["finished_at"] is not None and finished["eta_seconds"] == 0
     listed = client.get("/v1/batches", params={"status": "done", "limit": 1000}).json()
     assert created.json()["id"] in {b["id"] for b in listed["items"]}

@@ -17,6 +17,7 @@ from app.db import Database
 from app.db.migrations import current_revision, head_revision
 from app.db.models import Architecture, BatchItem, BatchJob, Observation, Score
 from app.settings import Settings
+from scorers import DEFAULT_PROXIES
 
 NASSCORE = str(Path(sys.executable).with_name("nasscore"))
 TINY_FLAGS = ["--data", "synthetic", "--batch-size", str(TINY_CONFIG["batch_size"]), "--channels",
@@ -141,7 +142,7 @@ def test_local_batch_survives_ctrl_c_and_resumes(sqlite_url: str, tmp_path: Path
             ).scalars().all()
     finally:
         database.dispose()
-    assert per_arch == [3] * 12
+    assert per_arch == [len(DEFAULT_PROXIES)] * 12
 
 
 def test_batch_against_a_running_server(sqlite_url: str, tmp_path: Path) -> None:

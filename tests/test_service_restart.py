@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 
 from app.db import Database
 from app.db.models import BatchItem, Score
+from scorers import DEFAULT_PROXIES
 
 NASSCORE = str(Path(sys.executable).with_name("nasscore"))
 BATCH_SIZE = 30
-PROXIES = ("snip", "grasp", "synflow")
 
 
 def _children(pid: int) -> set[int]:
@@ -132,7 +132,7 @@ def test_kill_9_mid_batch_then_restart_completes_without_recomputation(
 
     assert (final["status"], final["done"], final["failed"]) == ("done", BATCH_SIZE, 0)
     assert duplicates == []
-    assert per_arch == [len(PROXIES)] * BATCH_SIZE
+    assert per_arch == [len(DEFAULT_PROXIES)] * BATCH_SIZE, "every cell has the default proxies once"
     assert all(items_after[i] == state for i, state in finished_before.items()), "finished items were touched again"
     assert all(attempts <= 1 for _, attempts, _ in finished_before.values())
     assert all(scores_after[i] == row for i, row in scores_before.items()), "stored scores changed"

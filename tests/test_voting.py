@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from scorers import get_proxy
+from scorers import DEFAULT_PROXIES, get_proxy
 from scorers.presets import DEFAULT_PRESET, PRESETS, UnknownPresetError, get_preset
 from scorers.voting import (
     MAJORITY_MAX_ARCHITECTURES,
@@ -212,6 +212,7 @@ def test_presets_name_registered_proxies_and_known_methods() -> None:
     assert set(PRESETS["azn"].proxies) == {"az_expressivity", "az_progressivity", "az_trainability", "az_complexity"}
     assert PRESETS["azn"].method == "log_rank"
     assert DEFAULT_PRESET in PRESETS
+    assert DEFAULT_PROXIES == tuple(dict.fromkeys(PRESETS["mission"].proxies + PRESETS[DEFAULT_PRESET].proxies))
     for preset in PRESETS.values():
         assert len(set(preset.proxies)) == len(preset.proxies) >= 2
         assert all(get_proxy(name).name == name for name in preset.proxies)

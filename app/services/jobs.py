@@ -32,7 +32,7 @@ from app.services.errors import Conflict, NotFound
 OPEN_JOB_STATUSES = (JobStatus.PENDING, JobStatus.RUNNING)
 UNFINISHED_ITEM_STATUSES = (ItemStatus.PENDING, ItemStatus.RUNNING)
 INTERACTIVE_PRIORITY = 10
-STORED_PROBLEM = "a stored score for this architecture is not a finite number (see its scores)"
+NON_FINITE_NOTE = "a stored score for this architecture is not a finite number (see its scores)"
 
 
 @dataclass(frozen=True)
@@ -136,16 +136,16 @@ def create_job(
 
 def complete_cached_items(session: Session, job: BatchJob, architecture_ids: Sequence[int] | None = None) -> int:
     """Finish pending items whose every requested proxy is already stored (for example by an isomorphic
-    cell or an earlier job): done, or failed when a stored score is not a finite number. Returns how many."""
+    cell or an earlier job) as done, noting when a stored score is not a finite number. Returns how many."""
     finished = 0
     now = utcnow()
-    for failed in (False, True):
+    for non_finite in (False, True):
         satisfied = (
             select(Score.architecture_id)
             .where(Score.config_id == job.config_id, Score.proxy.in_(job.proxies))
             .group_by(Score.architecture_id)
             .having(func.count() == len(set(job.proxies)))
-            .having((func.count(Score.error) > 0) if failed else (func.count(Score.error) == 0))
+            .having((func.count(Score.error) > 0) if non_finite else (func.count(Score.error) == 0))
         )
         if architecture_ids is not None:
             satisfied = satisfied.where(Score.architecture_id.in_(architecture_ids))
@@ -156,11 +156,7 @@ def complete_cached_items(session: Session, job: BatchJob, architecture_ids: Seq
                 BatchItem.status == ItemStatus.PENDING,
                 BatchItem.architecture_id.in_(satisfied),
             )
-            .values(
-                status=ItemStatus.FAILED if failed else ItemStatus.DONE,
-                error=STORED_PROBLEM if failed else None,
-                finished_at=now,
-            )
+            .values(status=ItemStatus.DONE, error=NON_FINITE_NOTE if non_finite else None, finished_at=now)
             .execution_options(synchronize_session=False)
         )
         finished += max(result.rowcount, 0)

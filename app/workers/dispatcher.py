@@ -162,14 +162,18 @@ class Dispatcher:
 
     def _settle(self, session: Session, item: jobs.ClaimedItem, outcomes: dict[str, ProxyOutcome]) -> None:
         """Finish an item from what is stored plus this round's unstorable errors; an item that needs a
-        proxy nobody computed this round (it waited on a twin asked for fewer proxies) goes back to pending."""
+        proxy nobody computed this round (it waited on a twin asked for fewer proxies) goes back to pending.
+
+        Only a proxy that raised fails the item. A non-finite value is a result (a cell whose output ignores
+        its input has log-determinant -inf: it ranks last), so the item is done and its note kept."""
         stored = stored_scores(session, item.architecture_id, item.config.id, item.proxies)
         if any(proxy not in stored and proxy not in outcomes for proxy in item.proxies):
             jobs.return_item(session, item, self.owner)
             return
-        problems = {p: stored[p].error if p in stored else outcomes[p].problem for p in item.proxies}
-        error = "; ".join(f"{proxy}: {problem}" for proxy, problem in problems.items() if problem) or None
-        jobs.finish_item(session, item, self.owner, failed=error is not None, error=error)
+        raised = {p: outcomes[p].error for p in item.proxies if p not in stored and outcomes[p].error}
+        notes = raised or {p: stored[p].error for p in item.proxies if stored[p].error}
+        error = "; ".join(f"{proxy}: {problem}" for proxy, problem in notes.items()) or None
+        jobs.finish_item(session, item, self.owner, failed=bool(raised), error=error)
 
     def _wait(self) -> set[Future[TaskResult]]:
         if not self._futures:
