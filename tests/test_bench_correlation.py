@@ -1,0 +1,44 @@
+"""The evaluation harness end to end on a few cells: it scores through the real batch path, imports the shared
+accuracies and writes a table whose figures match a direct computation from the database it filled."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import CIFAR10_NPZ, NB201_CSV, REPO_ROOT
+from scipy.stats import spearmanr
+
+from app.db import Database
+from app.services.leaderboard import load_scored_population
+from app.services.spaces import sample_architectures
+
+SAMPLE = 12
+
+
+def test_harness_writes_a_table_that_matches_the_database(tmp_path) -> None:
+    if not CIFAR10_NPZ.exists() or not NB201_CSV.exists():
+        pytest.skip(f"shared CIFAR-10 batch or NB201 accuracies not found under {CIFAR10_NPZ.parents[2]}")
+    home, out = tmp_path / "home", tmp_path / "docs"
+    out.mkdir()
+    command = [sys.executable, "-m", "bench.correlation", "--sample", str(SAMPLE), "--seed", "3", "--workers", "1",
+               "--proxies", "snip", "grasp", "synflow", "params", "--bootstrap", "50", "--home", str(home),
+               "--out", str(out)]
+    finished = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    stem = out / f"correlation_nb201_cifar10_n{SAMPLE}_seed3"
+    table = stem.with_suffix(".md").read_text()
+    assert stem.with_suffix(".png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    rows = {line.split("|")[1].strip(): line.split("|") for line in table.splitlines() if line.startswith("| ")}
+    assert set(rows) == {"name", "snip", "grasp", "synflow", "params", "mission"}, "presets need all their proxies"
+
+    database = Database(f"sqlite:///{home / 'nasscore.db'}")
+    try:
+        with database.read_session() as session:
+            population = load_scored_population(session, "nb201", "cifar10").population
+    finally:
+        database.dispose()
+    sampled = np.isin(population.archs, sample_architectures("nb201", SAMPLE, 3))
+    assert sampled.sum() == SAMPLE and np.isfinite(population.accuracy[sampled]).all()
+    expected = spearmanr(population.column("params")[sampled], population.accuracy[sampled]).statistic
+    assert float(rows["params"][4]) == pytest.approx(expected, abs=5e-4)
