@@ -11,6 +11,7 @@ from app.api.deps import PageDep, ReadSession
 from app.api.schemas import ConfigurationOut, ErrorResponse
 from app.api.views import configuration_out
 from app.services.leaderboard import (
+    FALLBACK_PRESET,
     RANK_BY_VOTE,
     ConfigCount,
     Leaderboard,
@@ -22,6 +23,7 @@ from app.services.leaderboard import (
     split_names,
 )
 from app.services.observations import DEFAULT_METRIC
+from scorers.presets import DEFAULT_PRESET, PRESETS
 
 router = APIRouter(prefix="/v1", tags=["reports"])
 ERRORS = {404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
@@ -68,8 +70,8 @@ def vote_request(
     selection: PopulationDep,
     preset: Annotated[
         str | None,
-        Query(max_length=64, description="Vote preset: mission, azn or best (default: best where its proxies are "
-              "scored, else mission, else every scored proxy)"),
+        Query(max_length=64, description=f"Vote preset: {', '.join(PRESETS)} (default: {DEFAULT_PRESET} where its "
+              f"proxies are scored, else {FALLBACK_PRESET}, else every scored proxy)"),
     ] = None,
     method: Annotated[
         str | None,
