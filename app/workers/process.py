@@ -78,7 +78,7 @@ def _next_task(connection: Connection, parent_pid: int) -> ScoringTask | None:
             return None
     try:
         return connection.recv()
-    except EOFError:
+    except (EOFError, OSError):  # closed, or reset when the parent was killed
         return None
 
 
