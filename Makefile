@@ -26,7 +26,6 @@ postgres-server:
 	fi
 
 serve: setup
-	$(VENV)/bin/nasscore db upgrade
 	$(VENV)/bin/nasscore serve --host $(HOST) --port $(PORT)
 
 test: setup postgres-server

@@ -1,15 +1,20 @@
-"""The running service minus HTTP: database, calibration catalog, worker pool and dispatcher, started and
+"""The running service minus HTTP: database, calibration store, worker pool and dispatcher, started and
 stopped together. The API server and the local `nasscore batch` both run one."""
 
 import logging
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
 from app.db import Database
-from app.db.migrations import require_current
-from app.services.configs import DataCatalog
+from app.db.migrations import require_current, upgrade
+from app.services import calibration
+from app.services.configs import ConfigOptions, ResolvedConfig, resolve_config
 from app.services.spaces import seed_space
 from app.settings import Settings
 from app.workers.base import Executor
 from app.workers.dispatcher import Dispatcher
+from scorers.calibration import ImageSet
 
 log = logging.getLogger("nasscore")
 
@@ -20,33 +25,72 @@ def make_local_executor(settings: Settings) -> Executor:
     return LocalPool(plan_devices(settings.device, settings.workers))
 
 
+def display_url(url: str) -> str:
+    """The database URL without its password, for logs and /readyz."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
 class Runtime:
-    def __init__(self, settings: Settings, *, extra_sources: tuple[str, ...] = ()) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.database = Database(settings.resolved_database_url)
-        self.catalog = DataCatalog(settings.resolved_data_dir, extra_sources)
+        self.store = calibration.CalibrationStore()
         self.executor: Executor | None = None
         self.dispatcher: Dispatcher | None = None
 
     def start(self) -> None:
-        """Check the schema, seed the search spaces, then start the workers and the dispatcher."""
+        self.prepare()
+        self.start_workers()
+
+    def prepare(self) -> None:
+        """Bring the schema up to date (the embedded SQLite database only; PostgreSQL is upgraded explicitly
+        with `nasscore db upgrade`), seed the search spaces and the calibration data."""
         from search_spaces import SPACES
 
+        if self.database.is_sqlite:
+            upgrade(self.database.url)
         require_current(self.database.engine)
+        log.info("database: %s", display_url(self.database.url))
         with self.database.session() as session:
             for name in SPACES:
                 seed_space(session, name)
+            self._seed_data(session)
+        self._log_data()
+
+    def start_workers(self) -> None:
         self.executor = make_local_executor(self.settings)
         self.dispatcher = Dispatcher(
             self.database,
             self.executor,
-            self.catalog,
+            self.store,
             poll_seconds=self.settings.poll_seconds,
             lease_seconds=self.settings.lease_seconds,
             max_attempts=self.settings.max_attempts,
         )
         self.dispatcher.start()
         log.info("workers: %s", self.executor.health())
+
+    def _seed_data(self, session: Session) -> None:
+        data_dir = self.settings.resolved_data_dir
+        for dataset, outcome in calibration.import_data_directory(session, self.store, data_dir).items():
+            log.info("data directory %s: %s <- %s", data_dir, dataset, outcome)
+        for dataset in calibration.ensure_builtin_pools(session, self.store):
+            log.info("data: %s has no operator data; using the real set shipped with nasscore", dataset)
+
+    def _log_data(self) -> None:
+        with self.database.read_session() as session:
+            for data in calibration.describe_datasets(session):
+                if data.real:
+                    log.info("data: %s = %d real images, sha256:%s (%s)", data.dataset, data.images,
+                             data.pool_digest[:12], data.origin)
+                else:
+                    log.info("data: %s has no real images (add them with %s)", data.dataset,
+                             calibration.add_command(data.dataset))
+
+    def resolve(self, dataset: str, options: ConfigOptions, images: ImageSet | None = None) -> ResolvedConfig:
+        """Bind request options to a calibration batch (reads only; store it with `get_or_create_config`)."""
+        with self.database.read_session() as session:
+            return resolve_config(session, self.store, dataset, options, images)
 
     def stop(self) -> None:
         if self.dispatcher is not None:

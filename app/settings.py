@@ -24,7 +24,8 @@ class Settings(BaseSettings):
     )
     data_dir: Path | None = Field(
         None,
-        description="Operator calibration data: cifar-10-batches-py/, cifar-100-python/ or <dataset>.npz.",
+        description="Calibration data imported into the database at start-up, like `nasscore data add`: "
+        "<dataset>.npz, <dataset>_*.npz, cifar-10-batches-py/ or cifar-100-python/.",
     )
     workers: int = Field(1, ge=1, le=256, description="CPU worker processes (ignored when GPUs are used).")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N; auto = one worker per CUDA device.")
@@ -34,7 +35,7 @@ class Settings(BaseSettings):
     max_batch_items: int = Field(20_000, ge=1, description="Most architectures in one batch (413).")
     max_observations: int = Field(20_000, ge=1, description="Most observations in one POST (413).")
     sync_wait_seconds: float = Field(
-        5.0, ge=0, le=300, description="How long POST /v1/scores waits before answering 202."
+        30.0, ge=0, le=300, description="How long POST /v1/scores waits for a result before answering 202."
     )
     poll_seconds: float = Field(0.5, gt=0, le=60, description="Dispatcher idle poll interval.")
     lease_seconds: float = Field(

@@ -49,7 +49,7 @@ SHAPES: dict[str, dict[str, object]] = {
 def populate(database_url: str, seed: int) -> str:
     """Scores for every cell under one synthetic configuration, plus observations; returns the fingerprint."""
     config = ResolvedConfig(
-        dataset="cifar10", source="synthetic", data_source="synthetic:leaderboard-bench", batch_size=1,
+        dataset="cifar10", data_source="synthetic:leaderboard-bench", batch_size=1,
         sampling="random", seed=seed, init="default", proxy_version=PROXY_IMPLEMENTATION_VERSION, model_params={},
     )
     database = Database(database_url)

@@ -25,6 +25,7 @@ class ProxyInfo:
     paper: str
     needs_second_order: bool = False
     summary: str = ""
+    typical_cpu_seconds: float | None = None  # measured; see register_proxy
 
 
 class UnknownProxyError(KeyError):
@@ -45,11 +46,16 @@ def register_proxy(
     higher_is_better: bool,
     paper: str,
     needs_second_order: bool = False,
+    typical_cpu_seconds: float | None = None,
 ) -> Callable[[ProxyFn], ProxyFn]:
     """Register `fn(ctx) -> float` under `name`.
 
     `needs_second_order` tells the shared pass to keep the gradient graph so a Hessian product can reuse
     the same forward/backward instead of recomputing it.
+
+    `typical_cpu_seconds` tells users what a proxy costs before they choose it: CPU seconds per cell,
+    measured with bench/correlation.py, NB201 CIFAR-10, batch 64, 1 CPU thread (shared passes split equally
+    between the proxies using them; docs/correlation_nb201_cifar10_n1000_seed0.md). None when not measured.
     """
 
     def decorator(fn: ProxyFn) -> ProxyFn:
@@ -65,6 +71,7 @@ def register_proxy(
             paper=paper,
             needs_second_order=needs_second_order,
             summary=summary,
+            typical_cpu_seconds=typical_cpu_seconds,
         )
         return fn
 

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from scorers.calibration import DATASETS, CalibrationBatch, CalibrationDataError, load_calibration_batch
+from scorers.calibration import (
+    BUILTIN_SETS,
+    DATASETS,
+    CalibrationBatch,
+    CalibrationDataError,
+    ImageSet,
+    builtin_image_set,
+    load_calibration_batch,
+)
 from scorers.safe_pickle import UnsafePickleError
 
 
@@ -97,11 +105,42 @@ def test_grasp_sampling_reports_a_missing_class(tmp_path):
         load_calibration_batch("cifar10", path, batch_size=20, sampling="grasp")
 
 
-def test_shared_cifar10_batch_description_names_file_and_digest(cifar10_npz):
+def test_batch_identity_is_its_content_not_the_file_name(cifar10_npz, tmp_path):
     batch = load_calibration_batch("cifar10", cifar10_npz)
     assert batch.inputs.shape == (64, 3, 32, 32)
-    assert batch.description.startswith(f"npz:{cifar10_npz.name}:sha256-")
-    assert "cifar10" in batch.description and "random" in batch.description
+    assert batch.description.startswith(f"sha256:{batch.digest[:12]}|cifar10|random|seed=0|n=64")
+    renamed = tmp_path / "renamed.npz"
+    renamed.write_bytes(cifar10_npz.read_bytes())
+    assert load_calibration_batch("cifar10", renamed).digest == batch.digest
+    assert load_calibration_batch("cifar10", renamed, seed=1).digest != batch.digest
+
+
+def test_image_set_digest_covers_pixels_labels_and_normalisation(tmp_path):
+    images, labels = _random_images(12, seed=4), np.arange(12) % 10
+    base = ImageSet("cifar10", images, labels)
+    flipped = images.copy()
+    flipped[0, 0, 0, 0] ^= 1
+    relabelled = labels.copy()
+    relabelled[0] = 9
+    digests = {
+        base.digest,
+        ImageSet("cifar10", flipped, labels).digest,
+        ImageSet("cifar10", images, relabelled).digest,
+        ImageSet("cifar100", images, labels).digest,  # same pixels, another dataset and label space
+    }
+    assert len(digests) == 4
+    pixels, label_bytes = base.buffers()
+    assert ImageSet.from_buffers("cifar10", 12, pixels, label_bytes).digest == base.digest
+
+
+def test_shipped_cifar10_set_is_real_balanced_and_small():
+    shipped = builtin_image_set("cifar10")
+    assert len(shipped) == 1000 and np.bincount(shipped.labels).tolist() == [100] * 10
+    assert BUILTIN_SETS["cifar10"].stat().st_size <= 4 * 1024 * 1024
+    assert shipped.images.std() > 30  # natural images, not a constant or noise-free fill
+    assert builtin_image_set("cifar100") is None
+    batch = load_calibration_batch("cifar10", "builtin", batch_size=32, seed=1)
+    assert batch.inputs.shape == (32, 3, 32, 32) and batch.digest == shipped.select(32, "random", 1).digest
 
 
 def test_synthetic_batches_are_seeded_gaussian_with_labels_in_range():
@@ -168,7 +207,7 @@ def test_cifar10_python_directory_is_read(tmp_path):
     batch = load_calibration_batch("cifar10", tmp_path, batch_size=20, seed=2)
     rows = _index_of_rows(images, _denormalise(batch, "cifar10"))
     assert batch.targets.tolist() == [labels[row] for row in rows]
-    assert batch.description.startswith("cifar-dir:cifar-10-batches-py:sha256-")
+    assert batch.description.startswith(f"sha256:{batch.digest[:12]}|")
     assert torch.equal(batch.inputs, load_calibration_batch("cifar10", folder, batch_size=20, seed=2).inputs)
 
 

@@ -16,7 +16,8 @@ from app.db import Database
 from app.db.migrations import upgrade
 from app.db.models import BatchItem, JobKind, SearchSpace
 from app.services import jobs
-from app.services.configs import ConfigOptions, DataCatalog, get_or_create_config, resolve_config
+from app.services.calibration import CalibrationStore
+from app.services.configs import ConfigOptions, get_or_create_config, resolve_config
 from app.services.errors import Conflict
 from app.services.scores import record_scores
 from app.services.spaces import ensure_space, get_or_create_architectures
@@ -34,8 +35,13 @@ def database(database_url: str) -> Iterator[Database]:
     db.dispose()
 
 
+def _synthetic_config(database: Database):
+    with database.read_session() as session:
+        return resolve_config(session, CalibrationStore(), "cifar10", ConfigOptions(data="synthetic", batch_size=4))
+
+
 def _job(database: Database, tmp_path, archs: list[str], resume: bool = True) -> tuple[int, bool, list[int]]:
-    resolved = resolve_config(DataCatalog(tmp_path), "cifar10", ConfigOptions(data="synthetic", batch_size=4))
+    resolved = _synthetic_config(database)
     with database.session() as session:
         space = ensure_space(session, "nb201")
         architectures = get_or_create_architectures(session, space, archs)
@@ -149,7 +155,7 @@ def test_cancel_stops_pending_items_and_conflicts_once_done(database: Database, 
 
 def test_priority_jobs_are_claimed_first(database: Database, tmp_path) -> None:
     _job(database, tmp_path, nb201.all_archs()[600:610])
-    resolved = resolve_config(DataCatalog(tmp_path), "cifar10", ConfigOptions(data="synthetic", batch_size=4))
+    resolved = _synthetic_config(database)
     with database.session() as session:
         space = session.execute(select(SearchSpace)).scalar_one()
         [architecture] = get_or_create_architectures(session, space, [nb201.all_archs()[700]])
@@ -173,3 +179,28 @@ def test_lease_renewal_keeps_only_the_named_items(database: Database, tmp_path) 
     with database.read_session() as session:
         assert session.get(BatchItem, kept.item_id).status == "running"
         assert session.get(BatchItem, forgotten.item_id).status == "pending"
+
+
+def test_rerunning_a_finished_batch_retries_its_failed_items_in_place(database: Database, tmp_path) -> None:
+    archs = nb201.all_archs()[800:803]
+    job_id, created, _ = _job(database, tmp_path, archs)
+    with database.session() as session:
+        items = jobs.claim_items(session, "worker", 3, lease_seconds=60)
+        jobs.finish_item(session, items[0], "worker", failed=True, error="RuntimeError: out of memory")
+        for item in items[1:]:
+            jobs.finish_item(session, item, "worker", failed=False, error=None)
+    with database.read_session() as session:
+        assert jobs.get_job(session, job_id).status == "done"
+    again_id, created_again, _ = _job(database, tmp_path, archs)
+    assert created and not created_again and again_id == job_id
+    with database.read_session() as session:
+        job = jobs.get_job(session, job_id)
+        progress = jobs.job_progress(session, job)
+        assert job.status == "pending" and job.finished_at is None
+        assert (progress.pending, progress.done, progress.failed) == (1, 2, 0)
+    with database.session() as session:
+        [retried] = jobs.claim_items(session, "worker", 3, lease_seconds=60)
+        assert retried.architecture_id == items[0].architecture_id and retried.attempts == 1
+        jobs.finish_item(session, retried, "worker", failed=False, error=None)
+    third_id, created_third, _ = _job(database, tmp_path, archs)
+    assert created_third and third_id != job_id  # nothing left to retry: a re-run is a new batch

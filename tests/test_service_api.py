@@ -1,15 +1,16 @@
 """The HTTP API through the real app under uvicorn, with real worker processes scoring real NB201 cells,
 against a real SQLite file and a real PostgreSQL server (every test runs on both)."""
 
-import hashlib
 import json
 import math
 
 import httpx
 import pytest
+import torch
 from conftest import TINY_CONFIG, LiveServer, wait_for_batch, wait_until
 
 from scorers import DEFAULT_PROXIES
+from scorers.calibration import read_image_set
 from search_spaces import nb201
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
@@ -123,9 +124,12 @@ def test_different_configurations_are_never_mixed(live_service: LiveServer) -> N
 def test_real_operator_data_is_used_when_the_dataset_has_it(live_service: LiveServer, cifar10_npz) -> None:
     response = _score(live_service.client, ARCH, proxies=["snip"], config=TINY_CONFIG | {"data": "real"})
     assert response.status_code == 200, response.text
-    content_digest = hashlib.sha256(cifar10_npz.read_bytes()).hexdigest()[:12]
-    assert response.json()["configuration"]["data_source"].startswith(f"npz:cifar10.npz:sha256-{content_digest}")
+    expected = read_image_set("cifar10", cifar10_npz).select(TINY_CONFIG["batch_size"], "random", 0)
+    configuration = response.json()["configuration"]
+    assert configuration["calibration_digest"] == expected.digest and not configuration["legacy"]
+    assert configuration["data_source"].startswith(f"sha256:{expected.digest[:12]}|cifar10|random|seed=0|n=8")
     assert response.json()["scores"]["snip"]["value"] > 0
+    assert response.json()["scores"]["snip"]["torch_version"] == torch.__version__
 
 
 def test_a_cell_whose_output_ignores_its_input_is_scored_not_failed(live_service: LiveServer) -> None:

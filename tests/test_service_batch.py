@@ -48,7 +48,8 @@ def test_batch_of_real_cells_is_scored_once_per_architecture_config_proxy(
             config = session.execute(
                 select(ScoringConfig).where(ScoringConfig.fingerprint == final["configuration"])
             ).scalar_one()
-            assert config.data_source.startswith("npz:cifar10.npz:") and config.batch_size == 16
+            assert config.calibration_digest is not None and config.batch_size == 16
+            assert config.data_source.startswith(f"sha256:{config.calibration_digest[:12]}|cifar10|")
             duplicates = session.execute(
                 select(Score.architecture_id, Score.config_id, Score.proxy)
                 .group_by(Score.architecture_id, Score.config_id, Score.proxy)
@@ -91,3 +92,16 @@ def _assert_sane(scores: dict[str, dict[str, Score]]) -> None:
             assert by_proxy["snip"].value == 0 and by_proxy["synflow"].value == 0
         else:
             assert by_proxy["snip"].value > 0 and by_proxy["synflow"].value > 0
+
+
+def test_a_batch_links_to_the_reports_of_its_population(
+    live_service: LiveServer, scored_batch: tuple[dict, list[str]]
+) -> None:
+    final, archs = scored_batch
+    links = final["links"]
+    board = live_service.client.get(links["leaderboard"], params={"expand": "cells", "rank_by": "snip", "limit": 1000})
+    assert board.status_code == 200, board.text
+    assert board.json()["population"]["configuration"]["fingerprint"] == final["configuration"]
+    assert {row["arch"] for row in board.json()["items"]} >= set(archs)
+    export = live_service.client.get(links["export"])
+    assert export.status_code == 200 and export.text.startswith("arch,")

@@ -55,8 +55,10 @@ def test_db_upgrade_creates_the_embedded_sqlite_database(tmp_path: Path) -> None
     assert head_revision() in nasscore("db", "current", env=env).stdout
 
 
-def test_serve_refuses_a_database_without_migrations(tmp_path: Path) -> None:
-    result = nasscore("serve", "--home", str(tmp_path / "empty"), "--port", "0", timeout=120)
+@pytest.mark.postgres
+def test_serve_refuses_a_postgresql_database_without_migrations(postgres_server, tmp_path: Path) -> None:
+    url = postgres_server.create_database()
+    result = nasscore("serve", "--home", str(tmp_path), "--database-url", url, "--port", "0", timeout=120)
     assert result.returncode == 1 and "nasscore db upgrade" in result.stderr
 
 
@@ -169,8 +171,8 @@ def test_batch_against_a_running_server(sqlite_url: str, tmp_path: Path) -> None
 
 def test_local_batch_reports_missing_real_data(sqlite_url: str, tmp_path: Path) -> None:
     env = _env(sqlite_url, tmp_path)
-    result = nasscore("batch", "nb201", "--sample", "2", "--data-dir", str(tmp_path / "nothing"), env=env)
-    assert result.returncode == 1 and "dataset" in result.stderr and "synthetic" in result.stderr
+    result = nasscore("batch", "nb201", "--sample", "2", "--dataset", "cifar100", env=env)
+    assert result.returncode == 1 and "nasscore data add cifar100" in result.stderr and "synthetic" in result.stderr
     missing_path = nasscore("batch", "nb201", "--sample", "2", "--data", str(tmp_path / "absent.npz"), env=env)
     assert missing_path.returncode == 1 and "absent.npz" in missing_path.stderr
 

@@ -2,13 +2,15 @@
 SQLite file and a real PostgreSQL server. Real NB201 cells are scored with SynFlow on the shared CIFAR-10
 batch through the normal batch path and correlated with the shared NAS-Bench-201 accuracies; hand-made
 populations, written through the service layer, check ordering, ranks and configuration isolation
-against direct computations."""
+against direct computations; one of them holds whole isomorphism classes, to check that reports and
+leaderboards count each class once."""
 
 import csv
 import io
 import json
 import math
 import random
+from collections import defaultdict
 from dataclasses import dataclass, replace
 
 import httpx
@@ -25,6 +27,7 @@ from app.db.models import ScoringConfig
 from app.reports.plots import DPI, PANEL_SIZE_INCHES, grid_shape
 from app.services.configs import PROXY_IMPLEMENTATION_VERSION, ResolvedConfig, get_or_create_config
 from app.services.observations import ObservationInput, record_observations
+from app.services.reports import ReportQuery, correlation_panels
 from app.services.scores import record_scores
 from app.services.spaces import architectures_for_strings, ensure_space
 from app.workers.base import ProxyOutcome
@@ -42,6 +45,7 @@ REAL_CONFIG = {"data": "real", "batch_size": 1, "channels": 8, "cells_per_stage"
 HELD_OUT = 3
 SYNTHETIC_METRIC = "synthetic_accuracy"
 OBSERVED_IN_A = 100
+TWINS_METRIC = "twins_accuracy"
 
 
 @dataclass(frozen=True)
@@ -108,10 +112,7 @@ def _store_hand_made(
         values["grasp"][5] = math.nan
         values["grasp"][7] = math.nan
         missing.add((archs[7], "grasp"))
-    config = ResolvedConfig(
-        dataset="cifar10", source="synthetic", data_source=f"synthetic:test-{label}", batch_size=1,
-        sampling="random", seed=seed, init="default", proxy_version=PROXY_IMPLEMENTATION_VERSION, model_params={},
-    )
+    config = _hand_made_config(label, seed)
     with database.session() as session:
         stored = get_or_create_config(session, config)
         rows = architectures_for_strings(session, ensure_space(session, "nb201"), archs)
@@ -126,12 +127,30 @@ def _store_hand_made(
     return HandMade(config.fingerprint, archs, values, seconds, missing, {})
 
 
+def _hand_made_config(label: str, seed: int) -> ResolvedConfig:
+    return ResolvedConfig(
+        dataset="cifar10", data_source=f"synthetic:test-{label}", batch_size=1,
+        sampling="random", seed=seed, init="default", proxy_version=PROXY_IMPLEMENTATION_VERSION, model_params={},
+    )
+
+
+def _one_cell_per_class(count: int, seed: int) -> list[str]:
+    """`count` seeded cells of distinct isomorphism classes: for these populations a leaderboard lists the
+    same rows collapsed or expanded, so the tests of per-cell voting below hold in both units."""
+    picks: dict[str, str] = {}
+    for arch in random.Random(seed).sample(nb201.all_archs(), 4 * count):
+        picks.setdefault(nb201.canonical_key(arch), arch)
+        if len(picks) == count:
+            return list(picks.values())
+    raise AssertionError(f"fewer than {count} classes drawn")
+
+
 @pytest.fixture(scope="module")
 def hand_made(live_service: LiveServer) -> HandMadeSet:
     """A: 200 cells (ties, a NaN, a missing score) with synthetic accuracies for 100 of them; B: 50 cells,
     30 of them shared with A, scored differently; single: one cell; every_preset: 40 cells scored with every
     preset's proxies (fewer scores than A, so A stays the default population)."""
-    picks = random.Random(5).sample(nb201.all_archs(), 261)
+    picks = _one_cell_per_class(261, seed=5)
     database = Database(live_service.settings.resolved_database_url)
     try:
         a = _store_hand_made(database, "A", picks[:200], seed=1, ties=True)
@@ -182,7 +201,7 @@ def real_synflow(live_service: LiveServer) -> dict:
 def test_synflow_correlation_on_real_nb201_cells(live_service: LiveServer, real_synflow: dict) -> None:
     params = {"config": real_synflow["fingerprint"], "proxies": "synflow", "bootstrap": 200}
     report = _get(live_service, "/v1/correlations", **params).json()
-    assert report["population"]["configuration"]["data_source"].startswith("npz:cifar10.npz")
+    assert report["population"]["configuration"]["calibration_digest"] is not None
     assert report["population"]["selected_by"] == "request" and report["population"]["proxies"] == ["synflow"]
     synflow, voted = report["correlations"]
     assert (synflow["name"], voted["name"], voted["kind"]) == ("synflow", "vote", "vote")
@@ -192,14 +211,30 @@ def test_synflow_correlation_on_real_nb201_cells(live_service: LiveServer, real_
     assert len(rows) == report["population"]["size"]
     observed = [row for row in rows if row["accuracy"]]
     assert {row["arch"] for row in rows} - {row["arch"] for row in observed} == real_synflow["held_out"]
+    per_cell = synflow["per_cell"]
     expected = spearmanr([float(r["synflow"]) for r in observed], [float(r["accuracy"]) for r in observed])
-    assert synflow["n"] == report["observed"] == len(observed)
+    assert per_cell["n"] == report["observed_cells"] == len(observed)
+    assert per_cell["spearman_rho"] > 0.6
+    assert per_cell["spearman_rho"] == pytest.approx(expected.statistic, abs=1e-12)
+    assert per_cell["spearman_p"] == pytest.approx(expected.pvalue, rel=1e-6, abs=1e-300)
+    assert per_cell["best_accuracy"] == max(float(r["accuracy"]) for r in observed)
+
+    classes = defaultdict(list)
+    for row in observed:
+        classes[row["canonical_key"]].append(row)
+    assert all(len({row["synflow"] for row in members}) == 1 for members in classes.values()), "one class score"
+    class_score = [float(members[0]["synflow"]) for members in classes.values()]
+    class_accuracy = [np.mean([float(row["accuracy"]) for row in members]) for members in classes.values()]
+    expected = spearmanr(class_score, class_accuracy)
+    assert report["unit"] == "class" and synflow["n"] == report["observed"] == len(classes) < per_cell["n"]
     assert synflow["spearman_rho"] > 0.6
     assert synflow["spearman_rho"] == pytest.approx(expected.statistic, abs=1e-12)
     assert synflow["spearman_p"] == pytest.approx(expected.pvalue, rel=1e-6, abs=1e-300)
+    assert synflow["spearman_p"] > per_cell["spearman_p"], "copies of a class are not evidence"
     assert synflow["spearman_ci_low"] <= synflow["spearman_rho"] <= synflow["spearman_ci_high"]
     assert voted["spearman_rho"] == pytest.approx(synflow["spearman_rho"], abs=1e-12)
-    assert synflow["best_accuracy"] == max(float(r["accuracy"]) for r in observed)
+    assert voted["per_cell"]["spearman_rho"] == pytest.approx(per_cell["spearman_rho"], abs=1e-12)
+    assert synflow["best_accuracy"] == pytest.approx(max(class_accuracy), abs=1e-9)
 
 
 def test_correlation_plot_is_a_png_with_one_panel_per_proxy_and_the_vote(
@@ -375,7 +410,7 @@ def _add_score(database: Database, fingerprint: str, arch: str, proxy: str, valu
 
 
 def test_new_scores_and_observations_show_up_at_once(live_service: LiveServer) -> None:
-    archs = random.Random(6).sample(nb201.all_archs(), 21)
+    archs = _one_cell_per_class(21, seed=6)
     database = Database(live_service.settings.resolved_database_url)
     try:
         fresh = _store_hand_made(database, "fresh", archs[:20], seed=4)
@@ -404,6 +439,8 @@ def test_csv_export_holds_the_population(live_service: LiveServer, hand_made: Ha
     rows = {row["arch"]: row for row in csv.DictReader(io.StringIO(response.text))}
     assert set(rows) == set(a.archs)
     for i, arch in enumerate(a.archs):
+        assert rows[arch]["canonical_key"] == nb201.canonical_key(arch)
+        assert rows[arch]["config_fingerprint"] == a.fingerprint
         for proxy in PROXIES:
             value, seconds = a.values[proxy][i], a.seconds[proxy][i]
             cell = rows[arch][proxy]
@@ -425,6 +462,8 @@ def test_naslib_export_holds_the_population(live_service: LiveServer, hand_made:
     for i, arch in enumerate(a.archs):
         key = arch_to_naslib_key(arch)
         assert naslib_key_to_arch(key) == arch
+        assert entries[key]["canonical_key"] == nb201.canonical_key(arch)
+        assert entries[key]["config_fingerprint"] == a.fingerprint
         for proxy in PROXIES:
             if (arch, proxy) in a.missing:
                 assert proxy not in entries[key]
@@ -452,6 +491,7 @@ def test_naslib_export_holds_the_population(live_service: LiveServer, hand_made:
         ("/v1/leaderboard", {"preset": "borda"}, 422, "preset"),
         ("/v1/leaderboard", {"preset": "best"}, 422, "preset"),
         ("/v1/leaderboard", {"preset": "mission", "proxies": "snip"}, 422, "preset"),
+        ("/v1/leaderboard", {"expand": "classes"}, 422, "expand"),
         ("/v1/correlations", {"method": "borda"}, 422, "method"),
         ("/v1/correlations", {"preset": "azn"}, 422, "preset"),
         ("/v1/correlations", {"top_fraction": 0}, 422, "top_fraction"),
@@ -509,3 +549,196 @@ def test_cli_correlate_prints_the_figures_and_writes_the_plot(
         n, rho = line.removeprefix(label).split()[:2]
         assert (n, rho) == (f"{entry['n']:,}", f"{entry['spearman_rho']:+.3f}")
     assert report["observed"] == OBSERVED_IN_A
+
+
+@dataclass(frozen=True)
+class Twins:
+    """Whole isomorphism classes scored as the batch path scores them: one set of values per class,
+    recorded for every member. Accuracies are per cell and differ between members."""
+
+    fingerprint: str
+    classes: list[list[str]]
+    values: dict[str, np.ndarray]
+    accuracy: dict[str, float]
+
+    def class_of(self, arch: str) -> int:
+        return next(index for index, members in enumerate(self.classes) if arch in members)
+
+    def class_accuracy(self) -> np.ndarray:
+        """Mean of each class's observed members, NaN where none is observed: computed here, not by the app."""
+        observed = [[self.accuracy[arch] for arch in members if arch in self.accuracy] for members in self.classes]
+        return np.array([np.mean(values) if values else np.nan for values in observed])
+
+    def cells(self) -> list[str]:
+        return [arch for members in self.classes for arch in members]
+
+
+@pytest.fixture(scope="module")
+def twins(live_service: LiveServer) -> Twins:
+    """12 classes: 8 with 2-5 members, 4 singletons. The last member of each multi-member class is left
+    unobserved, and so is one whole class, so class means and observed counts differ from the cells'."""
+    by_class = defaultdict(list)
+    for arch in nb201.all_archs():
+        by_class[nb201.canonical_key(arch)].append(arch)
+    rng = random.Random(7)
+    keys = sorted(by_class)
+    classes = rng.sample([by_class[k] for k in keys if 2 <= len(by_class[k]) <= 5], 8)
+    classes += rng.sample([by_class[k] for k in keys if len(by_class[k]) == 1], 4)
+    rng.shuffle(classes)
+    generator = np.random.default_rng(7)
+    values = {proxy: generator.normal(size=len(classes)) for proxy in PROXIES}
+    config = _hand_made_config("twins", seed=7)
+    database = Database(live_service.settings.resolved_database_url)
+    try:
+        with database.session() as session:
+            stored = get_or_create_config(session, config)
+            space = ensure_space(session, "nb201")
+            for index, members in enumerate(classes):
+                rows = architectures_for_strings(session, space, members)
+                outcomes = {proxy: ProxyOutcome(float(values[proxy][index]), 0.01) for proxy in PROXIES}
+                record_scores(session, member_ids=[row.id for row in rows], computed_from_id=rows[0].id,
+                              config_id=stored.id, outcomes=outcomes, device="cpu")
+    finally:
+        database.dispose()
+    unobserved = {members[-1] for members in classes if len(members) > 1} | set(classes[0])
+    accuracy = {arch: round(rng.uniform(50, 90), 3) for members in classes for arch in members
+                if arch not in unobserved}
+    observations = [{"arch": arch, "dataset": "cifar10", "metric": TWINS_METRIC, "accuracy": value}
+                    for arch, value in accuracy.items()]
+    posted = live_service.client.post("/v1/observations", json=observations)
+    assert posted.status_code == 200, posted.text
+    return Twins(config.fingerprint, classes, values, accuracy)
+
+
+def _twins_params(twins: Twins, **extra: object) -> dict[str, object]:
+    return {"config": twins.fingerprint, "metric": TWINS_METRIC, **extra}
+
+
+def _oriented(proxy: str, values: np.ndarray) -> np.ndarray:
+    return values if get_proxy(proxy).higher_is_better else -values
+
+
+def test_correlations_count_each_isomorphism_class_once(live_service: LiveServer, twins: Twins) -> None:
+    report = _get(live_service, "/v1/correlations", **_twins_params(twins, bootstrap=200)).json()
+    cells = twins.cells()
+    class_accuracy = twins.class_accuracy()
+    observed_classes = np.isfinite(class_accuracy)
+    observed_cells = np.array([arch in twins.accuracy for arch in cells])
+    cell_accuracy = np.array([twins.accuracy.get(arch, np.nan) for arch in cells])
+    cell_class = np.array([twins.class_of(arch) for arch in cells])
+    assert (report["population"]["size"], report["population"]["classes"]) == (len(cells), len(twins.classes))
+    assert report["unit"] == "class"
+    assert report["observed"] == observed_classes.sum() == 11
+    assert report["observed_cells"] == observed_cells.sum() == len(twins.accuracy)
+
+    directions = {proxy: get_proxy(proxy).higher_is_better for proxy in PROXIES}
+    class_votes = vote(twins.values, directions, report["vote"]["method"])
+    cell_votes = vote({proxy: twins.values[proxy][cell_class] for proxy in PROXIES}, directions,
+                      report["vote"]["method"])
+    expected = {
+        proxy: (_oriented(proxy, twins.values[proxy]), _oriented(proxy, twins.values[proxy][cell_class]))
+        for proxy in PROXIES
+    } | {"vote": (class_votes, cell_votes)}
+    assert [entry["name"] for entry in report["correlations"]] == [*PROXIES, "vote"]
+    for entry in report["correlations"]:
+        class_score, cell_score = expected[entry["name"]]
+        by_class = spearmanr(class_score[observed_classes], class_accuracy[observed_classes])
+        by_cell = spearmanr(cell_score[observed_cells], cell_accuracy[observed_cells])
+        assert entry["n"] == 11 < entry["per_cell"]["n"] == observed_cells.sum()
+        assert entry["spearman_rho"] == pytest.approx(by_class.statistic, abs=1e-12)
+        assert entry["spearman_p"] == pytest.approx(by_class.pvalue, rel=1e-9)
+        assert entry["spearman_ci_low"] <= entry["spearman_rho"] <= entry["spearman_ci_high"]
+        assert entry["per_cell"]["spearman_rho"] == pytest.approx(by_cell.statistic, abs=1e-12)
+        assert entry["per_cell"]["spearman_p"] == pytest.approx(by_cell.pvalue, rel=1e-9)
+        assert entry["best_accuracy"] == pytest.approx(np.nanmax(class_accuracy), abs=1e-9)
+
+
+def test_correlation_plot_draws_one_point_per_class(live_service: LiveServer, twins: Twins) -> None:
+    query = ReportQuery(config=twins.fingerprint, metric=TWINS_METRIC)
+    database = Database(live_service.settings.resolved_database_url)
+    try:
+        with database.read_session() as session:
+            panels = correlation_panels(session, query)
+    finally:
+        database.dispose()
+    report = _get(live_service, "/v1/correlations", **_twins_params(twins, bootstrap=0)).json()
+    assert len(panels) == len(report["correlations"]) == 4
+    class_accuracy = twins.class_accuracy()
+    for panel, entry in zip(panels, report["correlations"], strict=True):
+        assert panel.score.size == len(twins.classes)
+        assert panel.rho == pytest.approx(entry["spearman_rho"], abs=1e-12)
+        if entry["kind"] == "proxy":
+            accuracy_of = dict(zip(twins.values[entry["name"]], class_accuracy, strict=True))
+            expected = [accuracy_of[score] for score in panel.score]
+            np.testing.assert_allclose(panel.accuracy, expected, atol=1e-9)
+    assert _get(live_service, "/v1/correlations/plot.png", **_twins_params(twins)).content.startswith(PNG_MAGIC)
+
+
+def test_leaderboard_lists_each_class_once_ranked_among_classes(live_service: LiveServer, twins: Twins) -> None:
+    board = _get(live_service, "/v1/leaderboard", **_twins_params(twins, limit=1000)).json()
+    expanded = _get(live_service, "/v1/leaderboard", **_twins_params(twins, limit=1000, expand="cells")).json()
+    ids = {row["arch"]: row["id"] for row in expanded["items"]}
+    assert (board["unit"], board["total"], len(board["items"])) == ("class", 12, 12)
+    assert board["population"]["size"] == len(twins.cells())
+
+    directions = {proxy: get_proxy(proxy).higher_is_better for proxy in PROXIES}
+    votes = vote(twins.values, directions, board["vote"]["method"])
+    representatives = [min(members, key=ids.__getitem__) for members in twins.classes]
+    order = np.lexsort(([ids[arch] for arch in representatives], -votes))
+    assert [row["arch"] for row in board["items"]] == [representatives[index] for index in order]
+    ranks, percentiles = rankdata(-votes, method="min"), (rankdata(votes) - 1) / (len(votes) - 1)
+    class_accuracy = twins.class_accuracy()
+    for row, index in zip(board["items"], order, strict=True):
+        members = twins.classes[index]
+        assert row["id"] == ids[row["arch"]] and row["canonical_key"] == nb201.canonical_key(members[0])
+        assert row["members"] == len(members)
+        assert row["vote"] == pytest.approx(votes[index], abs=1e-12)
+        assert row["rank"] == row["vote_rank"] == ranks[index]
+        assert row["percentile"] == pytest.approx(percentiles[index], abs=1e-12)
+        expected_accuracy = None if math.isnan(class_accuracy[index]) else class_accuracy[index]
+        assert row["accuracy"] == pytest.approx(expected_accuracy, abs=1e-9)
+        listed = live_service.client.get(row["members_url"]).json()
+        assert listed["total"] == row["members"]
+        assert sorted(item["arch"] for item in listed["items"]) == sorted(members)
+
+
+def test_expand_cells_lists_every_cell_ranked_among_cells(live_service: LiveServer, twins: Twins) -> None:
+    expanded = _get(live_service, "/v1/leaderboard", **_twins_params(twins, limit=1000, expand="cells")).json()
+    cells = twins.cells()
+    assert (expanded["unit"], expanded["total"]) == ("cell", len(cells))
+    assert sorted(row["arch"] for row in expanded["items"]) == sorted(cells)
+    directions = {proxy: get_proxy(proxy).higher_is_better for proxy in PROXIES}
+    cell_class = [twins.class_of(arch) for arch in cells]
+    votes = vote({proxy: twins.values[proxy][cell_class] for proxy in PROXIES}, directions, "mean_rank")
+    expected_ranks = dict(zip(cells, rankdata(-votes, method="min"), strict=True))
+    for row in expanded["items"]:
+        members = twins.classes[twins.class_of(row["arch"])]
+        assert row["members"] == len(members)
+        assert row["vote_rank"] == expected_ranks[row["arch"]]
+        assert row["accuracy"] == twins.accuracy.get(row["arch"])
+    for members in twins.classes:
+        assert len({expected_ranks[arch] for arch in members}) == 1, "copies of a class share its rank"
+
+
+def test_cli_counts_classes_and_cells(
+    live_service: LiveServer, twins: Twins, capsys: pytest.CaptureFixture
+) -> None:
+    server = ["--config", twins.fingerprint, "--metric", TWINS_METRIC, "--server", str(live_service.client.base_url)]
+    assert nasscore_main(["leaderboard", *server, "--limit", "100"]) == 0
+    collapsed = capsys.readouterr().out
+    assert "in 12 isomorphism classes" in collapsed and "rows 1-12 of 12 isomorphism classes" in collapsed
+    assert nasscore_main(["leaderboard", *server, "--limit", "100", "--expand", "cells"]) == 0
+    cells = len(twins.cells())
+    assert f"rows 1-{cells} of {cells} cells" in capsys.readouterr().out
+    assert nasscore_main(["leaderboard", *server, "--expand", "rows"]) == 1
+    assert "expand" in capsys.readouterr().err
+
+    assert nasscore_main(["correlate", *server, "--bootstrap", "50"]) == 0
+    printed = capsys.readouterr().out
+    report = _get(live_service, "/v1/correlations", **_twins_params(twins, bootstrap=50)).json()
+    for entry in report["correlations"]:
+        label = entry["name"] if entry["kind"] == "proxy" else f"vote ({report['vote']['method']})"
+        [line] = [line for line in printed.splitlines() if line.startswith(f"{label} ")]
+        fields = line.removeprefix(label).split()
+        assert fields[:2] == [f"{entry['n']:,}", f"{entry['spearman_rho']:+.3f}"]
+        assert fields[11:13] == [f"{entry['per_cell']['n']:,}", f"{entry['per_cell']['spearman_rho']:+.3f}"]

@@ -17,9 +17,10 @@ from app.db import Database
 from app.db.migrations import upgrade
 from app.db.models import Architecture, BatchItem, JobKind, Score
 from app.services import jobs
-from app.services.configs import ConfigOptions, DataCatalog, get_or_create_config, resolve_config
+from app.services.calibration import CalibrationStore
+from app.services.configs import ConfigOptions, get_or_create_config, resolve_config
 from app.services.spaces import ensure_space, get_or_create_architectures
-from app.workers.base import ScoringTask, TaskError, WorkerDied
+from app.workers.base import CalibrationInput, ScoringTask, TaskError, WorkerDied
 from app.workers.dispatcher import Dispatcher
 from app.workers.local import LocalPool, plan_devices, threads_per_worker
 from search_spaces import nb201
@@ -28,10 +29,18 @@ ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_con
 MODEL = {"num_classes": 10, "channels": TINY_CONFIG["channels"], "cells_per_stage": TINY_CONFIG["cells_per_stage"]}
 
 
+def _synthetic_input(seed: int = 0) -> CalibrationInput:
+    batch_size = TINY_CONFIG["batch_size"]
+    return CalibrationInput(
+        dataset="cifar10", key=f"synthetic-test-{seed}", count=batch_size, batch_size=batch_size, sampling="random",
+        seed=seed,
+    )
+
+
 def _task(arch: str = ARCH, **changes: object) -> ScoringTask:
     values = dict(
-        space="nb201", arch=arch, proxies=("snip", "synflow"), dataset="cifar10", source="synthetic",
-        batch_size=TINY_CONFIG["batch_size"], sampling="random", seed=0, init="default", model_params=MODEL,
+        space="nb201", arch=arch, proxies=("snip", "synflow"), calibration=_synthetic_input(),
+        seed=0, init="default", model_params=MODEL,
     )
     return ScoringTask(**(values | changes))
 
@@ -70,7 +79,8 @@ def test_a_failing_task_fails_alone(pool: LocalPool) -> None:
 
 def test_a_killed_worker_fails_its_task_and_is_replaced(pool: LocalPool) -> None:
     restarts = pool.health()["restarts"]
-    doomed: Future = pool.submit(_task(model_params=MODEL | {"channels": 32, "cells_per_stage": 3}, batch_size=64))
+    big_batch = CalibrationInput(dataset="cifar10", key="synthetic-64", count=64, batch_size=64, sampling="random", seed=0)
+    doomed: Future = pool.submit(_task(model_params=MODEL | {"channels": 32, "cells_per_stage": 3}, calibration=big_batch))
     os.kill(_busy_pid(pool), signal.SIGKILL)
     with pytest.raises(WorkerDied, match="exit code -9"):
         doomed.result(timeout=120)
@@ -94,8 +104,9 @@ def test_shutdown_fails_unfinished_work() -> None:
 def test_dispatcher_records_a_bad_item_and_finishes_the_batch(pool: LocalPool, sqlite_url: str, tmp_path) -> None:
     upgrade(sqlite_url)
     database = Database(sqlite_url)
-    catalog = DataCatalog(tmp_path)
-    resolved = resolve_config(catalog, "cifar10", ConfigOptions(**TINY_CONFIG))
+    store = CalibrationStore()
+    with database.read_session() as session:
+        resolved = resolve_config(session, store, "cifar10", ConfigOptions(**TINY_CONFIG))
     good = nb201.all_archs()[3000:3004]
     with database.session() as session:
         space = ensure_space(session, "nb201")
@@ -108,7 +119,7 @@ def test_dispatcher_records_a_bad_item_and_finishes_the_batch(pool: LocalPool, s
             session, kind=JobKind.BATCH, space=space, config=config, proxies=("snip", "grasp", "synflow"),
             architectures=[*architectures[:2], broken, *architectures[2:]],
         )
-    dispatcher = Dispatcher(database, pool, catalog, poll_seconds=0.05)
+    dispatcher = Dispatcher(database, pool, store, poll_seconds=0.05)
     dispatcher.start()
     try:
         def finished() -> bool:

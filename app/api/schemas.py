@@ -16,6 +16,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from app.services.configs import ConfigOptions
+from app.services.leaderboard import MIN_VOTE_POPULATION
 
 
 
@@ -58,31 +59,52 @@ class ConfigIn(Strict):
         return ConfigOptions(**self.model_dump())
 
 
-class ScoreRequest(Strict):
-    space: str = Field("nb201", max_length=64)
-    arch: ArchSpec
-    dataset: str = Field("cifar10", max_length=64)
-    proxies: list[str] | None = Field(
-        None, max_length=64, description="Default: snip, grasp, synflow and the default vote preset's proxies"
+class VoteIn(Strict):
+    """The vote that ranks a scored architecture: GET /v1/leaderboard's `preset`, `proxies` and `method`.
+    Named voters are computed too, whatever `proxies` of the request says."""
+
+    preset: str | None = Field(
+        None, max_length=64, description="Vote preset (default: the leaderboard's default, judged on this architecture)"
     )
-    config: ConfigIn = Field(default_factory=ConfigIn)
+    proxies: list[str] | None = Field(None, max_length=64, description="Voters instead of a preset")
+    method: str | None = Field(
+        None, max_length=64, description="mean_rank, log_rank or majority (default: the preset's; mean_rank for a list)"
+    )
+
+
+class ScoreRequest(Strict):
+    space: str = Field("nb201", max_length=64, description="Search space (today: nb201, NAS-Bench-201)")
+    arch: ArchSpec
+    dataset: str = Field(
+        "cifar10", max_length=64, description="cifar10, cifar100 or imagenet16-120: the calibration data and classes"
+    )
+    proxies: list[str] | None = Field(
+        None, max_length=64, description="Proxies to compute. Default: snip, grasp, synflow and the default vote "
+        "preset's proxies (every preset's voters)"
+    )
+    config: ConfigIn = Field(default_factory=ConfigIn, description="What changes a score (default: NB201's network)")
+    vote: VoteIn = Field(default_factory=VoteIn, description="The vote that ranks the architecture")
 
 
 class SampleSpec(Strict):
     n: int = Field(ge=1, description="How many distinct architectures to draw")
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of the draw: the same seed draws the same cells")
 
 
 class BatchRequest(Strict):
     """Exactly one of `archs`, `sample` or `all` selects the architectures."""
 
-    space: str = Field("nb201", max_length=64)
-    dataset: str = Field("cifar10", max_length=64)
-    proxies: list[str] | None = Field(None, max_length=64)
-    config: ConfigIn = Field(default_factory=ConfigIn)
-    archs: list[ArchSpec] | None = None
-    sample: SampleSpec | None = None
-    all: bool = False
+    space: str = Field("nb201", max_length=64, description="Search space (today: nb201, NAS-Bench-201)")
+    dataset: str = Field(
+        "cifar10", max_length=64, description="cifar10, cifar100 or imagenet16-120: the calibration data and classes"
+    )
+    proxies: list[str] | None = Field(
+        None, max_length=64, description="Proxies to compute (default: as for POST /v1/scores)"
+    )
+    config: ConfigIn = Field(default_factory=ConfigIn, description="What changes a score (default: NB201's network)")
+    archs: list[ArchSpec] | None = Field(None, description="These architectures")
+    sample: SampleSpec | None = Field(None, description="Distinct architectures drawn at random from the space")
+    all: bool = Field(False, description="Every architecture of the space")
     resume: bool = Field(True, description="Return the identical unfinished batch instead of starting another")
 
     @model_validator(mode="after")
@@ -97,21 +119,24 @@ class BatchRequest(Strict):
 
 
 class ObservationIn(Strict):
-    space: str = Field("nb201", max_length=64)
+    space: str = Field("nb201", max_length=64, description="Search space (today: nb201, NAS-Bench-201)")
     arch: ArchSpec
-    dataset: str = Field(max_length=64)
+    dataset: str = Field(max_length=64, description="The dataset the accuracy was measured on")
     accuracy: float = Field(ge=0, le=100, allow_inf_nan=False, description="Observed accuracy in percent")
-    metric: str = Field("test_accuracy", min_length=1, max_length=64)
-    epochs: int | None = Field(None, ge=0, le=100_000)
-    source: str = Field("api", min_length=1, max_length=128)
+    metric: str = Field(
+        "test_accuracy", min_length=1, max_length=64, description="What was measured; reports pick one with `metric`"
+    )
+    epochs: int | None = Field(None, ge=0, le=100_000, description="Training epochs behind the accuracy")
+    source: str = Field("api", min_length=1, max_length=128, description="Where it comes from (informational)")
     benchmark_index: int | None = Field(None, ge=0, description="The architecture's index in its benchmark")
 
 
 class ProxyScore(BaseModel):
-    value: float | None
-    seconds: float | None
-    device: str
-    error: str | None
+    value: float | None = Field(description="The proxy's score, higher = better (null: not finite, or not computed)")
+    seconds: float | None = Field(description="Time it took, shared passes split among the proxies using them")
+    device: str = Field(description="Device the value was computed on (provenance, not identity)")
+    torch_version: str | None = Field(None, description="PyTorch version it was computed with (provenance)")
+    error: str | None = Field(description="Why no value was computed")
 
 
 class ArchitectureOut(BaseModel):
@@ -125,7 +150,11 @@ class ArchitectureOut(BaseModel):
 class ConfigurationOut(BaseModel):
     fingerprint: str
     dataset: str
-    data_source: str
+    data_source: str = Field(description="Readable name of the calibration batch")
+    calibration_digest: str | None = Field(
+        description="SHA-256 of the calibration batch stored in the database (null: synthetic or legacy)"
+    )
+    legacy: bool = Field(False, description="Made from a local file before batches were stored; not scorable")
     batch_size: int
     sampling: str
     seed: int
@@ -140,17 +169,35 @@ class JobRef(BaseModel):
     url: str
 
 
+class VoteStandingOut(BaseModel):
+    """The zero-cost score: how the architecture's isomorphism class ranks by the vote among the classes
+    scored under the same space and configuration."""
+
+    preset: str | None = Field(description="The preset voting, null for a list of proxies")
+    method: str
+    voters: list[str]
+    rank: int | None = Field(description="1 = best vote among the classes (ties share the best rank)")
+    percentile: float | None = Field(description="Share of the other classes with a lower vote, ties counting half")
+    population: int = Field(description="Isomorphism classes voted on, this architecture's own once")
+    leaderboard_url: str | None = Field(description="The leaderboard page listing this architecture's class")
+    reason: str | None = Field(
+        description=f"Why rank and percentile are null: a voter was not scored, or fewer than "
+        f"{MIN_VOTE_POPULATION} classes are scored"
+    )
+
+
 class ScoreResponse(BaseModel):
     status: Literal["done"] = "done"
-    cached: bool
+    cached: bool = Field(description="Every score was stored already; nothing was computed for this request")
     architecture: ArchitectureOut
     configuration: ConfigurationOut
     scores: dict[str, ProxyScore]
-    job: JobRef | None = None
+    vote: VoteStandingOut
+    job: JobRef | None = Field(None, description="The job that computed the missing scores, when there was one")
 
 
 class ScoreAccepted(BaseModel):
-    status: str
+    status: str = Field(description="The job's status: 'pending' or 'running'")
     cached: Literal[False] = False
     job: JobRef
 
@@ -160,11 +207,20 @@ class FailedItem(BaseModel):
     error: str | None
 
 
+class BatchLinks(BaseModel):
+    """Where the batch's population is reported (its space, dataset and configuration)."""
+
+    leaderboard: str
+    correlations: str
+    correlation_plot: str
+    export: str
+
+
 class BatchOut(BaseModel):
     id: int
     url: str
-    kind: str
-    status: str
+    kind: str = Field(description="'batch', or 'score' for a job POST /v1/scores queued")
+    status: str = Field(description="'pending', 'running', 'done' or 'cancelled'")
     space: str
     dataset: str
     configuration: str = Field(description="Configuration fingerprint")
@@ -175,13 +231,14 @@ class BatchOut(BaseModel):
     cancelled: int
     pending: int
     running: int
-    rate_per_second: float | None
-    eta_seconds: float | None
+    rate_per_second: float | None = Field(description="Items finished per second since the batch started")
+    eta_seconds: float | None = Field(description="Seconds until the pending and running items are done, at that rate")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
     errors: list[FailedItem] = Field(default_factory=list, description="Up to 10 failed items")
-    resumed: bool = False
+    resumed: bool = Field(False, description="An identical batch was resumed (its failed items retried)")
+    links: BatchLinks
 
 
 class Page(BaseModel, Generic[T]):
@@ -216,10 +273,39 @@ class ObservationsStored(BaseModel):
 
 
 class ErrorItem(BaseModel):
-    field: str
+    field: str = Field(description="The parameter or body field at fault, e.g. 'arch' or 'body[3].accuracy'")
     message: str
 
 
 class ErrorResponse(BaseModel):
+    """Every 4xx: one entry per faulty field; `detail` joins them as 'field: message; ...'."""
+
     detail: str
     errors: list[ErrorItem]
+
+
+class Readiness(BaseModel):
+    """GET /readyz: each check, and `status` 'ready' only when the database, workers and dispatcher all are."""
+
+    status: Literal["ready", "not ready"]
+    database_url: str = Field(description="The database, password hidden")
+    database: str = Field(description="'ok' or 'unreachable: <error type>'")
+    data: dict[str, str] | None = Field(
+        None, description="Per dataset: the real calibration images stored, or 'synthetic only'"
+    )
+    workers: dict[str, Any] | str = Field(description="The worker pool's health, or 'not started'")
+    dispatcher: str = Field(description="'ok' or 'not running'")
+
+
+class DatasetOut(BaseModel):
+    """A dataset and the real calibration data the service holds for it."""
+
+    dataset: str
+    num_classes: int
+    image_size: int
+    real_data: bool = Field(description="Whether real images are stored (else only config.data='synthetic')")
+    images: int | None = Field(description="How many real images new calibration batches are drawn from")
+    digest: str | None = Field(description="SHA-256 of those images")
+    origin: str | None = Field(description="Where they came from (informational)")
+    builtin: bool = Field(description="The small real set shipped with nasscore")
+    add_command: str | None = Field(description="How an operator adds real data, when there is none")

@@ -1,16 +1,58 @@
-"""Helpers shared by the subcommands: Settings fields as command-line flags (so `--help` documents every
-NASSCORE_* variable) and a uniform way to report a client error and exit."""
+"""Helpers shared by the subcommands, so every command behaves alike: Settings fields as command-line flags
+(so `--help` documents every NASSCORE_* variable), one list syntax, defaults shown in every `--help`, one
+error prefix, explicit stop signals, and aligned tables."""
 
 import argparse
+import functools
+import signal
 import sys
 import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from app.settings import Settings
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command stopped by Ctrl-C
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 DEFAULT_LABELS = {"database_url": "a SQLite file (WAL mode) under HOME", "data_dir": "HOME/data"}
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Ends an option's help with `(default: X)` unless the help already says what its default is, so every
+    subcommand's `--help` tells what leaving a flag out means without repeating the values by hand."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if not shows_default(action) or "default" in (action.help or ""):
+            return action.help
+        label = default_label(action.default).replace("%", "%%")  # help strings are %-formatted later
+        return f"{action.help or ''} (default: {label})".strip()
+
+
+def shows_default(action: argparse.Action) -> bool:
+    """Whether an option has a value worth printing as its default (not None, not a store_true's False)."""
+    return bool(action.option_strings) and action.nargs != 0 and action.default not in (None, argparse.SUPPRESS)
+
+
+def default_label(value: Any) -> str:
+    """A default as a user would type it: lists comma-separated, like NameList reads them."""
+    return ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of `nasscore` and, through add_subparsers, of every subcommand: defaults in `--help`, and
+    usage errors with the same `nasscore: error:` prefix as every other error."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(fail(message, 2))
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser, names: typing.Iterable[str] | None = None) -> None:
@@ -45,5 +87,76 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def fail(message: str, code: int = 1) -> int:
+    """Print a client error with the one prefix every command uses, and return the exit status."""
     print(f"nasscore: error: {message}", file=sys.stderr)
     return code
+
+
+def interrupted() -> int:
+    """Report a Ctrl-C that reached the top of a command, without a traceback."""
+    print("\nnasscore: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def stops_cleanly(handler: Handler) -> Handler:
+    """Make SIGINT and SIGTERM both raise KeyboardInterrupt in `handler`, whatever the shell set up.
+
+    A background job or `nohup` starts us with SIGINT ignored, and service managers stop us with SIGTERM,
+    yet a long command must still stop by its own KeyboardInterrupt path (save, say how to resume). Only
+    the first signal raises, so a second Ctrl-C cannot cut that clean-up short. The exit status of a
+    stopped command is 128 + the signal's number, as a shell reports it.
+    """
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        received: list[int] = []
+        previous = {number: signal.signal(number, _raise_once(received)) for number in STOP_SIGNALS}
+        try:
+            code = handler(args)
+        except KeyboardInterrupt:
+            code = interrupted()
+        finally:
+            for number, action in previous.items():
+                signal.signal(number, action)
+        return 128 + received[0] if received and code == EXIT_INTERRUPTED else code
+
+    return run
+
+
+def _raise_once(received: list[int]) -> Callable[[int, FrameType | None], None]:
+    def on_signal(number: int, frame: FrameType | None) -> None:
+        received.append(number)
+        if len(received) == 1:
+            raise KeyboardInterrupt
+
+    return on_signal
+
+
+class NameList(argparse.Action):
+    """One list syntax for every command: `--proxies snip,grasp,synflow`, `--proxies snip grasp synflow`
+    or a mix of both; repeated flags accumulate."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs="+", **kwargs)
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option: str | None = None) -> None:
+        names = [name.strip() for value in values for name in str(value).split(",") if name.strip()]
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), *names])
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: Sequence[str] = ()) -> str:
+    """Columns padded to their widest cell: right-aligned numbers, left-aligned columns named in `left`."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = (
+            cell.ljust(width) if header in left else cell.rjust(width)
+            for cell, width, header in zip(cells, widths, headers)
+        )
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line(headers), line(["-" * width for width in widths]), *(line(row) for row in rows)])
+
+
+def number(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)

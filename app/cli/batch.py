@@ -9,7 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.cli._common import EXIT_INTERRUPTED, add_settings_arguments, fail, settings_from_args
+from app.cli._common import (
+    EXIT_INTERRUPTED,
+    NameList,
+    add_settings_arguments,
+    fail,
+    settings_from_args,
+    stops_cleanly,
+)
 
 LOCAL_SETTINGS = ("home", "database_url", "data_dir", "workers", "device", "lease_seconds")
 POLL_SECONDS = 0.5
@@ -22,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score many architectures (resumable, with a progress bar)",
         description="Score many architectures with a live progress bar (done/total, rate, ETA). Runs the "
         "worker pool locally against the local database, or submits to a running service with --server. "
-        "Ctrl-C is safe: re-running the same command resumes the same unfinished batch.",
+        "Ctrl-C (or SIGTERM) is safe: re-running the same command resumes the same unfinished batch.",
     )
     parser.add_argument("space", help="search space, e.g. nb201")
     selection = parser.add_mutually_exclusive_group(required=True)
@@ -34,23 +41,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--data",
         metavar="PATH|synthetic",
-        help="calibration data: a CIFAR directory or .npz (local runs only), or 'synthetic'; "
-        "default: the operator's data for the dataset in NASSCORE_DATA_DIR",
+        help="calibration data: a CIFAR directory or .npz (local runs only; its batch is stored in the database, "
+        "so a server on the same database can score it too), or 'synthetic'; default: the dataset's data in "
+        "the database (`nasscore data list`)",
     )
     parser.add_argument(
-        "--proxies", nargs="+", metavar="PROXY", help="default: snip grasp synflow and the default vote's voters"
+        "--proxies",
+        action=NameList,
+        metavar="PROXY",
+        help="proxies to score, e.g. snip,grasp,synflow (default: snip, grasp, synflow and the default vote's voters)",
     )
     parser.add_argument("--batch-size", type=int, default=64, help="calibration batch size (default: 64)")
-    parser.add_argument("--sampling", choices=("random", "grasp"), default="random")
+    parser.add_argument(
+        "--sampling",
+        choices=("random", "grasp"),
+        default="random",
+        help="random: a seeded batch; grasp: k images per class",
+    )
     parser.add_argument("--config-seed", type=int, default=0, help="seed of the calibration batch and model init")
     parser.add_argument("--channels", type=int, default=16, help="model width C (default: 16)")
     parser.add_argument("--cells-per-stage", type=int, default=5, help="cells per stage N (default: 5)")
-    parser.add_argument("--server", metavar="URL", help="submit to a running service instead of scoring locally")
+    parser.add_argument(
+        "--server", metavar="URL", help="submit to a running service instead (default: score locally)"
+    )
     parser.add_argument(
         "--no-resume", action="store_true", help="start a new batch even if an identical one is unfinished"
     )
     add_settings_arguments(parser, LOCAL_SETTINGS)
-    parser.set_defaults(handler=_batch)
+    parser.set_defaults(handler=stops_cleanly(_batch))
 
 
 def _batch(args: argparse.Namespace) -> int:
@@ -104,16 +122,14 @@ def _read_file(path: Path, space: str) -> list[str]:
 
 
 def _local(args: argparse.Namespace, config: Any, archs: list[str] | None) -> int:
-    from app.db.migrations import upgrade
     from app.runtime import Runtime
 
     settings = settings_from_args(args)
-    upgrade(settings.resolved_database_url)
-    source = () if args.data in (None, "synthetic") else (str(Path(args.data).resolve()),)
-    runtime = Runtime(settings, extra_sources=source)
+    runtime = Runtime(settings)
+    runtime.prepare()
     job_id, resumed = _create_local_job(runtime, args, config, archs)
     print(f"batch {job_id} ({'resumed' if resumed else 'new'}) on the local database; Ctrl-C stops, re-run resumes")
-    runtime.start()
+    runtime.start_workers()
     try:
         final = _watch(job_id, lambda: _local_state(runtime, job_id))
     except KeyboardInterrupt:
@@ -127,7 +143,8 @@ def _local(args: argparse.Namespace, config: Any, archs: list[str] | None) -> in
 def _create_local_job(runtime: Any, args: argparse.Namespace, config: Any, archs: list[str] | None) -> tuple[int, bool]:
     from app.db.models import JobKind
     from app.services import jobs
-    from app.services.configs import get_or_create_config, resolve_config, validate_proxies
+    from app.services.calibration import read_operator_images
+    from app.services.configs import get_or_create_config, validate_proxies
     from app.services.spaces import (
         all_architectures,
         architectures_for_strings,
@@ -136,7 +153,8 @@ def _create_local_job(runtime: Any, args: argparse.Namespace, config: Any, archs
     )
 
     proxies = validate_proxies(args.proxies, "--proxies")
-    resolved = resolve_config(runtime.catalog, args.dataset, config.options())
+    images = None if args.data in (None, "synthetic") else read_operator_images(args.dataset, Path(args.data), "--data")
+    resolved = runtime.resolve(args.dataset, config.options(), images)
     with runtime.database.session() as session:
         space = seed_space(session, args.space)
         if archs is not None:

@@ -1,16 +1,18 @@
 """`nasscore correlate`: how well each proxy and the vote predict observed accuracy, as a table (and with
-`--plot FILE.png`, the correlation plot), from the local database or a running service (`--server URL`)."""
+`--plot FILE.png`, the correlation plot), from the local database or a running service (`--server URL`).
+
+The table puts both units side by side: per isomorphism class first (its n, p-values and CI are the ones
+that hold), then per cell (the benchmark papers' convention, to compare with published figures)."""
 
 import argparse
 from pathlib import Path
 from typing import Any
 
+from app.cli._common import format_table, number
 from app.cli.leaderboard import (
     CommandError,
     add_population_arguments,
     fetch,
-    format_table,
-    number,
     population_lines,
     population_params,
     query_fields,
@@ -27,13 +29,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="correlate proxy scores and the vote with observed accuracies",
         description="Spearman rho (with a bootstrap 95 % CI), Kendall tau, Pearson r of score rank, and top-k "
         "figures of each voting proxy and of the vote against observed accuracies, over the architectures "
-        "of one configuration that have an observation.",
+        "of one configuration that have an observation: per isomorphism class (significance) and per cell "
+        "(as the benchmark papers count).",
     )
     add_population_arguments(parser)
-    parser.add_argument("--bootstrap", type=int, default=1000, help="resamples for the CI of rho (default: 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
-    parser.add_argument("--top-fraction", type=float, default=0.10, help="share counted as the top (default: 0.1)")
-    parser.add_argument("--plot", type=Path, metavar="FILE.png", help="also write the correlation plot here")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="resamples for the CI of rho")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    parser.add_argument("--top-fraction", type=float, default=0.10, help="share counted as the top")
+    parser.add_argument(
+        "--plot", type=Path, metavar="FILE.png", help="also write the correlation plot here (default: no plot)"
+    )
     parser.set_defaults(handler=_correlate)
 
 
@@ -47,13 +52,16 @@ def _print_correlations(args: argparse.Namespace) -> int:
     summary = fetch(args, "/v1/correlations", report_params, lambda session: _local_correlations(session, args))
     print("\n".join(population_lines(summary["population"])))
     print(
-        f"{summary['observed']:,} of them have an observed {summary['population']['metric']}; "
-        f"{vote_line(summary['vote'])}"
+        f"{summary['observed_cells']:,} of them ({summary['observed']:,} isomorphism classes) have an observed "
+        f"{summary['population']['metric']}; {vote_line(summary['vote'])}"
     )
+    print("per isomorphism class (n = classes; p and CI hold here), then per cell (as published figures count):")
     print(format_table(*_correlation_table(summary), left=("name",)))
     for entry in summary["correlations"]:
         if entry["reason"]:
-            print(f"{entry['name']}: {entry['reason']}")
+            print(f"{entry['name']} per class: {entry['reason']}")
+        if entry["per_cell"]["reason"]:
+            print(f"{entry['name']} per cell: {entry['per_cell']['reason']}")
     if args.plot:
         _write_plot(args, params)
     return 0
@@ -91,7 +99,8 @@ def _write_plot(args: argparse.Namespace, params: dict[str, Any]) -> None:
 
 def _correlation_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     top = f"top{round(100 * summary['correlations'][0]['top_fraction'])}%" if summary["correlations"] else "top"
-    headers = ["name", "n", "rho", "95% CI", "p", "tau", "r(rank)", top, "best@10", "best@100", "best"]
+    headers = ["name", "classes", "rho", "95% CI", "p", "tau", "r(rank)", top, "best@10", "best@100", "best",
+               "cells", "cell rho", "cell 95% CI", "cell tau"]
     rows = [
         [
             entry["name"] if entry["kind"] == "proxy" else f"vote ({summary['vote']['method']})",
@@ -105,6 +114,10 @@ def _correlation_table(summary: dict[str, Any]) -> tuple[list[str], list[list[st
             number(entry["best_accuracy_top10"], ".2f"),
             number(entry["best_accuracy_top100"], ".2f"),
             number(entry["best_accuracy"], ".2f"),
+            f"{entry['per_cell']['n']:,}",
+            number(entry["per_cell"]["spearman_rho"], "+.3f"),
+            _interval(entry["per_cell"]["spearman_ci_low"], entry["per_cell"]["spearman_ci_high"]),
+            number(entry["per_cell"]["kendall_tau"], "+.3f"),
         ]
         for entry in summary["correlations"]
     ]

@@ -2,7 +2,7 @@
 
 import argparse
 
-from app.cli._common import add_settings_arguments, settings_from_args
+from app.cli._common import add_settings_arguments, fail, settings_from_args
 
 DATABASE_SETTINGS = ("home", "database_url")
 
@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("db", help="database migrations", description="Manage the database schema.")
     actions = parser.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = actions.add_parser("upgrade", help="apply migrations (idempotent)")
-    upgrade.add_argument("--revision", default="head", help="target revision (default: head)")
+    upgrade.add_argument("--revision", default="head", help="target revision")
     add_settings_arguments(upgrade, DATABASE_SETTINGS)
     upgrade.set_defaults(handler=_upgrade)
     current = actions.add_parser("current", help="print the database's revision and the latest one")
@@ -20,24 +20,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _upgrade(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import OperationalError
+
     from app.db.migrations import upgrade
 
-    settings = settings_from_args(args)
-    upgrade(settings.resolved_database_url, args.revision)
-    print(f"database at {_safe(settings.resolved_database_url)} upgraded to {args.revision}")
+    url = settings_from_args(args).resolved_database_url
+    try:
+        upgrade(url, args.revision)
+    except OperationalError as error:
+        return _unreachable(url, error)
+    print(f"database at {_safe(url)} upgraded to {args.revision}")
     return 0
 
 
 def _current(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import OperationalError
+
     from app.db import Database
     from app.db.migrations import current_revision, head_revision
 
     database = Database(settings_from_args(args).resolved_database_url)
     try:
         print(f"current: {current_revision(database.engine) or 'none'}  latest: {head_revision()}")
+    except OperationalError as error:
+        return _unreachable(database.url, error)
     finally:
         database.dispose()
     return 0
+
+
+def _unreachable(url: str, error: Exception) -> int:
+    """An unreachable or unopenable database is the user's to fix: one line, not a traceback."""
+    reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+    return fail(f"cannot open the database at {_safe(url)}: {reason}")
 
 
 def _safe(url: str) -> str:

@@ -2,13 +2,14 @@
 asked of a running service with `--server URL`; both print the same answer, the API's JSON."""
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from app.cli._common import add_settings_arguments, fail, settings_from_args
+from app.cli._common import NameList, add_settings_arguments, fail, format_table, number, settings_from_args
 
 LOCAL_SETTINGS = ("home", "database_url")
 FINGERPRINT_SHOWN = 12
+UNIT_NAMES = {"class": "isomorphism classes", "cell": "cells"}
 
 
 class CommandError(Exception):
@@ -20,28 +21,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "leaderboard",
         help="rank a scored population by the rank vote or by one proxy",
         description="Rank all architectures scored under one configuration by the rank vote (or one proxy) and "
-        "print them as a table with every proxy score, the vote, its rank and the observed accuracy.",
+        "print them as a table with every proxy score, the vote, its rank and the observed accuracy: one row per "
+        "isomorphism class (its lowest-id member, its member count, their mean accuracy) unless --expand cells.",
     )
     add_population_arguments(parser)
-    parser.add_argument("--rank-by", default="vote", help="'vote' or a proxy name (default: vote)")
-    parser.add_argument("--limit", type=int, default=20, help="rows to print (default: 20, at most 1000)")
-    parser.add_argument("--offset", type=int, default=0, help="rows to skip (default: 0)")
+    parser.add_argument("--rank-by", default="vote", help="'vote' or a proxy name")
+    parser.add_argument(
+        "--expand", metavar="cells", help="'cells': list every cell (default: one row per isomorphism class)"
+    )
+    parser.add_argument("--limit", type=int, default=20, help="rows to print, at most 1000")
+    parser.add_argument("--offset", type=int, default=0, help="rows to skip")
     parser.set_defaults(handler=_leaderboard)
 
 
 def add_population_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags that pick the population and the vote, shared with `nasscore correlate`."""
-    parser.add_argument("--space", default="nb201", help="search space (default: nb201)")
-    parser.add_argument("--dataset", default="cifar10", help="dataset of the scores and accuracies (default: cifar10)")
+    parser.add_argument("--space", default="nb201", help="search space")
+    parser.add_argument("--dataset", default="cifar10", help="dataset of the scores and accuracies")
     voters = parser.add_mutually_exclusive_group()
-    voters.add_argument("--preset", help="vote preset: mission, azn or best (default: best where scored, else mission)")
-    voters.add_argument("--proxies", nargs="+", metavar="PROXY", help="voting proxies instead of a preset")
+    voters.add_argument(
+        "--preset", help="vote preset, see `nasscore presets` (default: best where scored, else mission)"
+    )
+    voters.add_argument(
+        "--proxies",
+        action=NameList,
+        metavar="PROXY",
+        help="voting proxies instead of a preset, e.g. meco,nwot (default: the preset's voters)",
+    )
     parser.add_argument(
         "--method", help="mean_rank, log_rank or majority (default: the preset's; mean_rank for --proxies)"
     )
     parser.add_argument("--config", metavar="FINGERPRINT", help="configuration (default: the one with most scores)")
-    parser.add_argument("--metric", default="test_accuracy", help="observation metric (default: test_accuracy)")
-    parser.add_argument("--server", metavar="URL", help="ask a running service instead of the local database")
+    parser.add_argument("--metric", default="test_accuracy", help="observation metric")
+    parser.add_argument(
+        "--server", metavar="URL", help="ask a running service instead (default: read the local database)"
+    )
     add_settings_arguments(parser, LOCAL_SETTINGS)
 
 
@@ -104,7 +118,8 @@ def population_lines(population: dict[str, Any]) -> list[str]:
     how = "as requested" if population["selected_by"] == "request" else "the one with the most scores"
     lines = [
         f"{population['space']} on {population['dataset']}: configuration {config['fingerprint'][:FINGERPRINT_SHOWN]} "
-        f"({how}): {population['size']:,} architectures, {population['scores']:,} scores of "
+        f"({how}): {population['size']:,} architectures in {population['classes']:,} isomorphism classes, "
+        f"{population['scores']:,} scores of "
         f"{', '.join(population['proxies'])}",
         f"  data {config['data_source']}, batch {config['batch_size']} ({config['sampling']}), seed {config['seed']}, "
         f"model {config['model']}",
@@ -117,37 +132,21 @@ def population_lines(population: dict[str, Any]) -> list[str]:
     return lines
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: Sequence[str] = ()) -> str:
-    """Columns padded to their widest cell: right-aligned numbers, left-aligned columns named in `left`."""
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
-
-    def line(cells: Sequence[str]) -> str:
-        padded = (
-            cell.ljust(width) if header in left else cell.rjust(width)
-            for cell, width, header in zip(cells, widths, headers)
-        )
-        return "  ".join(padded).rstrip()
-
-    return "\n".join([line(headers), line(["-" * width for width in widths]), *(line(row) for row in rows)])
-
-
-def number(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def _leaderboard(args: argparse.Namespace) -> int:
     return run_reporting(lambda: _print_leaderboard(args))
 
 
 def _print_leaderboard(args: argparse.Namespace) -> int:
     params = population_params(args) | {"rank_by": args.rank_by, "limit": args.limit, "offset": args.offset}
+    if args.expand is not None:
+        params["expand"] = args.expand
     board = fetch(args, "/v1/leaderboard", params, lambda session: _local_leaderboard(session, args))
     print("\n".join(population_lines(board["population"])))
     first = board["offset"] + 1
     last = board["offset"] + len(board["items"])
     print(
         f"{vote_line(board['vote'])}; ranked by {board['rank_by']}; "
-        f"rows {first}-{last} of {board['total']:,}"
+        f"rows {first}-{last} of {board['total']:,} {UNIT_NAMES[board['unit']]}"
     )
     print(format_table(*_leaderboard_table(board), left=("arch",)))
     return 0
@@ -160,13 +159,15 @@ def _local_leaderboard(session: Any, args: argparse.Namespace) -> dict[str, Any]
 
     if not 1 <= args.limit <= 1000 or args.offset < 0:
         raise InvalidInput("--limit", "must be between 1 and 1000 (and --offset at least 0)")
-    query = LeaderboardQuery(**query_fields(args), rank_by=args.rank_by, limit=args.limit, offset=args.offset)
+    query = LeaderboardQuery(
+        **query_fields(args), rank_by=args.rank_by, limit=args.limit, offset=args.offset, expand=args.expand
+    )
     return leaderboard_out(leaderboard(session, query)).model_dump(mode="json")
 
 
 def _leaderboard_table(board: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     proxies = board["population"]["proxies"]
-    headers = ["rank", "vote_rank", "vote", "percentile", *proxies, "accuracy", "id", "arch"]
+    headers = ["rank", "vote_rank", "vote", "percentile", *proxies, "accuracy", "members", "id", "arch"]
     rows = [
         [
             number(item["rank"], "d"),
@@ -175,6 +176,7 @@ def _leaderboard_table(board: dict[str, Any]) -> tuple[list[str], list[list[str]
             number(item["percentile"], ".4f"),
             *(number(item["scores"].get(proxy), ".4g") for proxy in proxies),
             number(item["accuracy"], ".2f"),
+            str(item["members"]),
             str(item["id"]),
             item["arch"],
         ]

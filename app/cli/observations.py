@@ -22,14 +22,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     load.add_argument("file", type=Path, metavar="FILE.csv")
     load.add_argument("--dataset", required=True, help="dataset the accuracies were measured on, e.g. cifar10")
-    load.add_argument("--arch-col", default="arch", help="column with the architecture string (default: arch)")
+    load.add_argument("--arch-col", default="arch", help="column with the architecture string")
     load.add_argument("--acc-col", required=True, help="column with the accuracy in percent")
-    load.add_argument("--index-col", help="column with the benchmark index, recorded on the architecture")
-    load.add_argument("--space", default="nb201", help="search space (default: nb201)")
-    load.add_argument("--metric", default="test_accuracy", help="what the accuracy measures (default: test_accuracy)")
-    load.add_argument("--epochs", type=int, help="training epochs behind the accuracy, when known")
+    load.add_argument(
+        "--index-col", help="column with the benchmark index, recorded on the architecture (default: none)"
+    )
+    load.add_argument("--space", default="nb201", help="search space")
+    load.add_argument("--metric", default="test_accuracy", help="what the accuracy measures")
+    load.add_argument("--epochs", type=int, help="training epochs behind the accuracy (default: not recorded)")
     load.add_argument("--source", help="provenance label (default: the file name)")
-    load.add_argument("--server", metavar="URL", help="POST to a running service instead of the local database")
+    load.add_argument(
+        "--server", metavar="URL", help="POST to a running service instead (default: the local database)"
+    )
     add_settings_arguments(load, ("home", "database_url"))
     load.set_defaults(handler=_import)
 

@@ -1,8 +1,18 @@
-"""`nasscore score ARCH`: score one architecture locally, without the service or its database."""
+"""`nasscore score ARCH`: score one architecture locally, without the service; when the local database holds
+architectures scored under the same configuration, also print where the architecture ranks among them."""
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from app.cli._common import NameList, fail
+
+if TYPE_CHECKING:
+    from app.services.leaderboard import VoteStanding
+    from scorers.calibration import ImageSet
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -11,13 +21,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--space", default="nb201", help="search space (default: nb201)")
     parser.add_argument("--dataset", default="cifar10", help="cifar10, cifar100 or imagenet16-120")
     parser.add_argument(
-        "--data", default="synthetic", help="calibration data: 'synthetic', a CIFAR python-format dir or an .npz"
+        "--data",
+        help="calibration data: 'builtin' (the real CIFAR-10 set shipped with nasscore), 'synthetic', a CIFAR "
+        "python-format dir or an .npz (default: builtin for cifar10, else synthetic)",
     )
     parser.add_argument(
-        "--proxies", help="comma-separated proxy names (default: snip, grasp, synflow and the default vote's voters)"
+        "--proxies",
+        action=NameList,
+        metavar="PROXY",
+        help="proxies to score, e.g. snip,grasp,synflow (default: snip, grasp, synflow and the default vote's voters)",
     )
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--sampling", default="random", choices=("random", "grasp"))
+    parser.add_argument("--batch-size", type=int, default=64, help="calibration batch size")
+    parser.add_argument(
+        "--sampling",
+        default="random",
+        choices=("random", "grasp"),
+        help="random: a seeded batch; grasp: k images per class",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seeds both the weights and the batch")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -27,22 +47,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from app.scoring import score_architecture
     from scorers import DEFAULT_PROXIES
-    from scorers.calibration import DATASETS, load_calibration_batch
+    from scorers.calibration import BUILTIN_SETS, DATASETS, load_calibration_batch
     from scorers.device import configure_cpu_threads, resolve_device
     from search_spaces import SPACES
 
     if args.space not in SPACES:
-        raise SystemExit(f"error: unknown --space {args.space!r}; known: {', '.join(SPACES)}")
+        return fail(f"unknown --space {args.space!r}; known: {', '.join(SPACES)}")
     space = SPACES[args.space]
     try:
         cell = space.parse(args.arch)
         device = resolve_device(args.device)
+        data = args.data or ("builtin" if args.dataset.lower() in BUILTIN_SETS else "synthetic")
         batch = load_calibration_batch(
-            args.dataset, args.data, batch_size=args.batch_size, sampling=args.sampling, seed=args.seed
+            args.dataset, data, batch_size=args.batch_size, sampling=args.sampling, seed=args.seed
         )
     except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
-    proxies = [name.strip() for name in args.proxies.split(",") if name.strip()] if args.proxies else DEFAULT_PROXIES
+        return fail(str(error))
+    proxies = args.proxies or DEFAULT_PROXIES
     if device.type == "cpu":
         configure_cpu_threads()
     started = time.perf_counter()
@@ -52,13 +73,91 @@ def run(args: argparse.Namespace) -> int:
             model_params={"num_classes": DATASETS[args.dataset.lower()].num_classes},
         )
     except (KeyError, ValueError) as error:
-        raise SystemExit(f"error: {error}") from None
+        return fail(str(error))
     total = time.perf_counter() - started
+    standing = _local_standing(args, data, cell.arch_str, results)
     if args.json:
-        print(json.dumps(_as_json(cell.arch_str, args, device, batch.description, results, total), indent=2))
+        report = _as_json(cell.arch_str, args, device, batch.description, results, total)
+        print(json.dumps(report | ({"vote": _vote_json(*standing)} if standing else {}), indent=2))
     else:
         _print_table(cell.arch_str, device, batch.description, results, total)
+        if standing:
+            print(_vote_line(*standing))
     return 0
+
+
+def _local_standing(
+    args: argparse.Namespace, data: str, arch: str, results: dict
+) -> "tuple[str, VoteStanding] | None":
+    """(configuration fingerprint, VoteStanding) of the architecture among the classes the local database
+    (NASSCORE_HOME, or NASSCORE_DATABASE_URL) stores under this run's configuration; None without a
+    database or such a population. The fingerprint comes from the service's own `resolve_config`, given
+    the same options and images, and ConfigOptions' default model (C=16, N=5) is the one
+    `score_architecture` builds without model parameters: a match means the stored scores were computed
+    exactly as these were."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.db import Database
+    from app.services.calibration import CalibrationStore
+    from app.services.configs import SYNTHETIC, ConfigOptions, resolve_config
+    from app.services.leaderboard import candidate_standing
+    from app.settings import Settings
+    from search_spaces import SPACES
+
+    url = Settings().resolved_database_url
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        return None
+    dataset = args.dataset.lower()
+    images = _real_images(dataset, data)
+    options = ConfigOptions(batch_size=args.batch_size, sampling=args.sampling, seed=args.seed,
+                            data=SYNTHETIC if images is None else "real")
+    scores = {name: result.value for name, result in results.items() if result.error is None}
+    database = Database(url)
+    try:
+        with database.read_session() as session:
+            fingerprint = resolve_config(session, CalibrationStore(), dataset, options, images).fingerprint
+            key = SPACES[args.space].canonical_key(arch)
+            standing = candidate_standing(session, args.space, dataset, fingerprint, key, scores)
+    except SQLAlchemyError as error:
+        print(f"nasscore: note: not ranked, the local database cannot be read: {error}", file=sys.stderr)
+        return None
+    finally:
+        database.dispose()
+    return None if standing is None else (fingerprint, standing)
+
+
+def _real_images(dataset: str, data: str) -> "ImageSet | None":
+    """The real images this run's batch was drawn from (None: synthetic), read again: a configuration's
+    identity is the digest of the batch drawn from them, which `resolve_config` recomputes."""
+    from scorers.calibration import SYNTHETIC, builtin_image_set, read_image_set
+
+    if data == SYNTHETIC:
+        return None
+    return builtin_image_set(dataset) if data == "builtin" else read_image_set(dataset, Path(data))
+
+
+def _vote_json(fingerprint: str, standing: "VoteStanding") -> dict:
+    return {
+        "configuration": fingerprint,
+        "preset": standing.choice.preset,
+        "method": standing.choice.method,
+        "voters": list(standing.choice.voters),
+        "rank": standing.rank,
+        "percentile": standing.percentile,
+        "population": standing.population,
+        "reason": standing.reason,
+    }
+
+
+def _vote_line(fingerprint: str, standing: "VoteStanding") -> str:
+    choice = standing.choice
+    vote = f"{choice.preset or ', '.join(choice.voters)} ({choice.method}), configuration {fingerprint[:12]}"
+    if standing.rank is None:
+        return f"\nvote:   not ranked: {standing.reason}; {vote}"
+    return (f"\nvote:   rank {standing.rank} of {standing.population} isomorphism classes, "
+            f"percentile {standing.percentile:.3f}; {vote}")
 
 
 def _as_json(arch, args, device, data, results, total) -> dict:

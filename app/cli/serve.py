@@ -10,29 +10,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="run the scoring service (HTTP API + worker pool)",
         description="Run the scoring service. Every setting can also come from a NASSCORE_* environment "
-        "variable. Apply migrations first with `nasscore db upgrade`.",
+        "variable. The embedded SQLite database is created and upgraded at start-up; a PostgreSQL database "
+        "is upgraded explicitly with `nasscore db upgrade`.",
     )
     add_settings_arguments(parser)
     parser.set_defaults(handler=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import logging
+
     import uvicorn
 
     from app.api import create_app
     from app.db import Database
     from app.db.migrations import require_current
-
     from app.workers.local import plan_devices
 
     settings = settings_from_args(args)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     try:
         plan_devices(settings.device, settings.workers)
     except ValueError as error:
         return fail(f"--device: {error}")
     database = Database(settings.resolved_database_url)
     try:
-        require_current(database.engine)
+        if not database.is_sqlite:
+            require_current(database.engine)
     except RuntimeError as error:
         return fail(str(error))
     finally:

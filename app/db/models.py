@@ -7,17 +7,20 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Double,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.sql.expression import false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING_CONVENTION = {
@@ -101,8 +104,41 @@ class Architecture(Base):
     space: Mapped[SearchSpace] = relationship()
 
 
+class CalibrationSet(Base):
+    """Real images stored once under the SHA-256 of their content: a configuration's calibration batch
+    (`role` "batch"), or an operator's pool that new batches are drawn from (`role` "pool"). Any process
+    that reaches the database can score any configuration from here, on any host."""
+
+    __tablename__ = "calibration_sets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    dataset: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    count: Mapped[int] = mapped_column(Integer)
+    images: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    labels: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    origin: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class DatasetDefault(Base):
+    """The pool a dataset's "real" configurations are drawn from (the operator's latest `data add`)."""
+
+    __tablename__ = "dataset_defaults"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(64), unique=True)
+    pool_id: Mapped[int] = mapped_column(ForeignKey("calibration_sets.id"))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    pool: Mapped[CalibrationSet] = relationship()
+
+
 class ScoringConfig(Base):
-    """Everything that changes a proxy value; scores are only ever compared within one fingerprint."""
+    """Everything that changes a proxy value; scores are only ever compared within one fingerprint.
+    Real-data configurations name their batch by `calibration_digest`; a `legacy` one was made before
+    batches were stored and can be read but not scored until its data is added again."""
 
     __tablename__ = "scoring_configs"
 
@@ -110,6 +146,9 @@ class ScoringConfig(Base):
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
     dataset: Mapped[str] = mapped_column(String(64))
     data_source: Mapped[str] = mapped_column(Text)
+    calibration_digest: Mapped[str | None] = mapped_column(String(64))
+    pool_digest: Mapped[str | None] = mapped_column(String(64))
+    legacy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     batch_size: Mapped[int] = mapped_column(Integer)
     sampling: Mapped[str] = mapped_column(String(16))
     seed: Mapped[int] = mapped_column(Integer)
@@ -135,6 +174,7 @@ class Score(Base):
     value: Mapped[float | None] = mapped_column(Double)
     seconds: Mapped[float | None] = mapped_column(Double)
     device: Mapped[str] = mapped_column(String(32))
+    torch_version: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
     computed_from_id: Mapped[int] = mapped_column(ForeignKey("architectures.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -42,8 +42,9 @@ def grid_shape(panel_count: int) -> tuple[int, int]:
     return math.ceil(panel_count / columns), columns
 
 
-def correlation_plot_png(panels: Sequence[Panel]) -> bytes:
-    """A PNG with one scatter panel per entry: score percentile rank (x) against accuracy (y)."""
+def correlation_plot_png(panels: Sequence[Panel], point_label: str = "architecture") -> bytes:
+    """A PNG with one scatter panel per entry: score percentile rank (x) against accuracy (y); the title
+    says what one point is (`point_label`), since n depends on it."""
     rows, columns = grid_shape(len(panels))
     width, height = PANEL_SIZE_INCHES
     figure = Figure(figsize=(columns * width, rows * height), dpi=DPI, layout="constrained")
@@ -55,7 +56,9 @@ def correlation_plot_png(panels: Sequence[Panel]) -> bytes:
         axis.set_visible(False)
     for axis in axes[::columns]:
         axis.set_ylabel("observed accuracy (%)")
-    figure.suptitle(f"orange: median accuracy per {100 // _MEDIAN_BINS} % of ranks", fontsize=9)
+    figure.suptitle(
+        f"one point per {point_label}; orange: median accuracy per {100 // _MEDIAN_BINS} % of ranks", fontsize=9
+    )
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()

@@ -1,14 +1,14 @@
 """Scoring configurations. A proxy value depends on the calibration data, its sampling, the seeded
 initialisation, the model's hyper-parameters and the proxy code itself, so all of these go into one
-stable fingerprint and scores are only ever compared under the same fingerprint. Calibration data is the
-operator's choice: a request names a dataset (or asks for synthetic data), never a server path."""
+stable fingerprint and scores are only ever compared under the same fingerprint. The calibration batch
+enters the fingerprint by the digest of its content (never a path), and it is stored in the database with
+the configuration. Real data is the operator's choice: a request names a dataset (or asks for synthetic
+data), never a server path."""
 
 import hashlib
 import json
-import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -16,15 +16,16 @@ from sqlalchemy.orm import Session
 
 from app.db.models import ScoringConfig
 from app.db.upsert import insert_ignore
-from app.services.errors import DataUnavailable, InvalidInput
+from app.services.calibration import BATCH, CalibrationStore, require_default_pool, store_image_set
+from app.services.errors import InvalidInput
+from scorers.calibration import CalibrationDataError, ImageSet, synthetic_description
 
 # Bump when proxy code changes the numbers it produces: old and new scores then never mix.
 PROXY_IMPLEMENTATION_VERSION = "1"
 SYNTHETIC = "synthetic"
 INIT_SCHEMES = ("default",)
 SAMPLING_METHODS = ("random", "grasp")
-# Where an operator's real data for a dataset may live inside NASSCORE_DATA_DIR, in order of preference.
-DATASET_DIRECTORIES = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+IDENTITY_FIELDS = ("dataset", "data_source", "batch_size", "sampling", "seed", "init", "proxy_version", "model_params")
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,10 @@ class ConfigOptions:
 
 @dataclass(frozen=True)
 class ResolvedConfig:
-    """A configuration bound to a concrete calibration source on this machine."""
+    """A configuration bound to its calibration batch (None for synthetic data, a pure function of the
+    options that any worker regenerates)."""
 
     dataset: str
-    source: str
     data_source: str
     batch_size: int
     sampling: str
@@ -53,12 +54,16 @@ class ResolvedConfig:
     init: str
     proxy_version: str
     model_params: dict[str, Any] = field(hash=False)
+    calibration: ImageSet | None = field(default=None, hash=False, compare=False)
+    pool_digest: str | None = None
+
+    @property
+    def calibration_digest(self) -> str | None:
+        return self.calibration.digest if self.calibration is not None else None
 
     @property
     def fingerprint(self) -> str:
-        identity = {k: v for k, v in asdict(self).items() if k != "source"}
-        encoded = json.dumps(identity, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(encoded.encode()).hexdigest()
+        return fingerprint_of(self)
 
 
 def known_datasets() -> dict[str, Any]:
@@ -93,89 +98,47 @@ def validate_proxies(names: Sequence[str] | None, field_name: str = "proxies") -
     return tuple(dict.fromkeys(names))
 
 
-def _stat_signature(path: Path) -> tuple:
-    """Changes whenever a data file (or a file in a data directory) is replaced."""
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+def real_data_source(dataset: str, batch: ImageSet, options: ConfigOptions) -> str:
+    """A readable name of a real batch; the full digest is part of the identity too."""
+    return f"sha256:{batch.digest[:12]}|{dataset}|{options.sampling}|seed={options.seed}|n={len(batch)}"
 
 
-class DataCatalog:
-    """Finds and describes calibration sources: the operator's data directory, explicit local paths (CLI)
-    and synthetic data. Descriptions are cached because producing one loads and hashes the data."""
-
-    def __init__(self, data_dir: Path, extra_sources: tuple[str, ...] = ()) -> None:
-        self.data_dir = data_dir
-        self.extra_sources = extra_sources
-        self._descriptions: dict[tuple, str] = {}
-        self._lock = threading.Lock()
-
-    def real_source(self, dataset: str) -> str | None:
-        candidates = [self.data_dir / f"{dataset}.npz"]
-        if dataset in DATASET_DIRECTORIES:
-            candidates.append(self.data_dir / DATASET_DIRECTORIES[dataset])
-        return next((str(path) for path in candidates if path.exists()), None)
-
-    def describe(self, dataset: str, source: str, batch_size: int, sampling: str, seed: int) -> str:
-        signature = () if source == SYNTHETIC else _stat_signature(Path(source))
-        key = (dataset, source, batch_size, sampling, seed, signature)
-        with self._lock:
-            if key not in self._descriptions:
-                from scorers.calibration import load_calibration_batch
-
-                batch = load_calibration_batch(dataset, source, batch_size=batch_size, sampling=sampling, seed=seed)
-                self._descriptions[key] = batch.description
-            return self._descriptions[key]
-
-    def choose_source(self, dataset: str, data: str) -> str:
-        """The source for a request: synthetic when asked for, else the operator's (or the CLI's) real data."""
-        if data == SYNTHETIC:
-            return SYNTHETIC
-        if data != "real":
-            raise InvalidInput("config.data", f"must be 'real' or 'synthetic', got {data!r}")
-        explicit = [s for s in self.extra_sources if s != SYNTHETIC]
-        source = explicit[0] if explicit else self.real_source(dataset)
-        if source is None:
-            raise DataUnavailable(
-                "dataset",
-                f"this server has no real calibration data for {dataset!r}; the operator can add it to the data "
-                f"directory (as {dataset}.npz or the python-format CIFAR folder), or ask for config.data='synthetic'",
-            )
-        return source
-
-    def locate(self, config: ScoringConfig) -> str:
-        """The local source whose description matches a stored configuration, so a resumed job computes
-        exactly what was asked for, or a DataUnavailable naming the mismatch."""
-        candidates = [SYNTHETIC, *self.extra_sources]
-        real = self.real_source(config.dataset)
-        if real is not None:
-            candidates.append(real)
-        for source in dict.fromkeys(candidates):
-            try:
-                description = self.describe(config.dataset, source, config.batch_size, config.sampling, config.seed)
-            except (ValueError, OSError):
-                continue  # an unreadable source cannot be the one the configuration was made from
-            if description == config.data_source:
-                return source
-        raise DataUnavailable(
-            "dataset", f"calibration data {config.data_source!r} for {config.dataset!r} is not available here any more"
-        )
+def fingerprint_of(values: Any, **overrides: Any) -> str:
+    """SHA-256 of a configuration's identity, from a ResolvedConfig or a stored row (plus overrides).
+    A synthetic configuration has no calibration digest, so its fingerprint is what it always was."""
+    identity = {name: overrides.get(name, getattr(values, name)) for name in IDENTITY_FIELDS}
+    digest = overrides.get("calibration_digest", getattr(values, "calibration_digest", None))
+    if digest is not None:
+        identity["calibration_digest"] = digest
+    encoded = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(encoded.encode()).hexdigest()
 
 
-def resolve_config(catalog: DataCatalog, dataset: str, options: ConfigOptions) -> ResolvedConfig:
+def resolve_config(
+    session: Session,
+    store: CalibrationStore,
+    dataset: str,
+    options: ConfigOptions,
+    images: ImageSet | None = None,
+) -> ResolvedConfig:
+    """Bind the options to a concrete calibration batch: synthetic, drawn from `images` (a local file the
+    CLI was given), or drawn from the dataset's stored default pool. Only reads the database."""
     validate_dataset(dataset)
     if options.init not in INIT_SCHEMES:
         raise InvalidInput("config.init", f"unknown init scheme {options.init!r}; known: {', '.join(INIT_SCHEMES)}")
     if options.sampling not in SAMPLING_METHODS:
         raise InvalidInput("config.sampling", f"must be one of {', '.join(SAMPLING_METHODS)}, got {options.sampling!r}")
-    source = catalog.choose_source(dataset, options.data)
-    try:
-        description = catalog.describe(dataset, source, options.batch_size, options.sampling, options.seed)
-    except (ValueError, OSError) as error:
-        raise DataUnavailable("dataset", f"calibration data for {dataset!r} could not be loaded: {error}") from None
+    if options.data not in ("real", SYNTHETIC):
+        raise InvalidInput("config.data", f"must be 'real' or 'synthetic', got {options.data!r}")
+    batch, pool_digest = (None, None) if options.data == SYNTHETIC else _real_batch(session, store, dataset, options, images)
+    data_source = (
+        synthetic_description(dataset, options.batch_size, options.sampling, options.seed)
+        if batch is None
+        else real_data_source(dataset, batch, options)
+    )
     return ResolvedConfig(
         dataset=dataset,
-        source=source,
-        data_source=description,
+        data_source=data_source,
         batch_size=options.batch_size,
         sampling=options.sampling,
         seed=options.seed,
@@ -186,10 +149,35 @@ def resolve_config(catalog: DataCatalog, dataset: str, options: ConfigOptions) -
             "channels": options.channels,
             "cells_per_stage": options.cells_per_stage,
         },
+        calibration=batch,
+        pool_digest=pool_digest,
     )
 
 
+def _real_batch(
+    session: Session, store: CalibrationStore, dataset: str, options: ConfigOptions, images: ImageSet | None
+) -> tuple[ImageSet, str]:
+    field_name = "config.batch_size" if options.sampling == "random" else "config.sampling"
+    try:
+        if images is not None:
+            if images.dataset != dataset:
+                raise InvalidInput("dataset", f"the given images are {images.dataset!r} data, not {dataset!r}")
+            return images.select(options.batch_size, options.sampling, options.seed), images.digest
+        pool = require_default_pool(session, dataset)
+        return store.select_batch(session, pool.digest, options.batch_size, options.sampling, options.seed), pool.digest
+    except CalibrationDataError as error:
+        raise InvalidInput(field_name, f"cannot draw the calibration batch from {dataset!r} data: {error}") from None
+
+
 def get_or_create_config(session: Session, config: ResolvedConfig) -> ScoringConfig:
-    row = {k: v for k, v in asdict(config).items() if k != "source"} | {"fingerprint": config.fingerprint}
+    """The stored configuration (and its calibration batch), created once whoever asks first."""
+    if config.calibration is not None:
+        store_image_set(session, config.calibration, BATCH)
+    row = {name: getattr(config, name) for name in IDENTITY_FIELDS} | {
+        "fingerprint": config.fingerprint,
+        "calibration_digest": config.calibration_digest,
+        "pool_digest": config.pool_digest,
+        "legacy": False,
+    }
     insert_ignore(session, ScoringConfig.__table__, [row], unique=["fingerprint"])
     return session.execute(select(ScoringConfig).where(ScoringConfig.fingerprint == config.fingerprint)).scalar_one()

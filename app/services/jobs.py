@@ -99,17 +99,13 @@ def create_job(
     architectures: Sequence[Architecture],
     resume: bool = True,
 ) -> tuple[BatchJob, bool]:
-    """The job for this request: an identical unfinished one when `resume`, else a new one. Items whose
-    scores are already stored are completed at once. Returns (job, created)."""
+    """The job for this request: with `resume`, an identical unfinished one, or an identical finished one
+    whose failed items go back to the queue (so re-running a batch retries its failures in place); else a
+    new one. Items whose scores are already stored are completed at once. Returns (job, created)."""
     architecture_ids = [a.id for a in architectures]
     key = spec_key(kind, space.id, config.id, proxies, architecture_ids)
     if resume:
-        existing = session.execute(
-            select(BatchJob)
-            .where(BatchJob.spec_key == key, BatchJob.status.in_(OPEN_JOB_STATUSES))
-            .order_by(BatchJob.id.desc())
-            .limit(1)
-        ).scalar_one_or_none()
+        existing = _resumable_job(session, key)
         if existing is not None:
             return existing, False
     job = BatchJob(
@@ -132,6 +128,34 @@ def create_job(
     complete_cached_items(session, job)
     finalize_job(session, job)
     return job, True
+
+
+def _resumable_job(session: Session, key: str) -> BatchJob | None:
+    latest = select(BatchJob).where(BatchJob.spec_key == key).order_by(BatchJob.id.desc()).limit(1)
+    open_job = session.execute(latest.where(BatchJob.status.in_(OPEN_JOB_STATUSES))).scalar_one_or_none()
+    if open_job is not None:
+        return open_job
+    done = session.execute(latest.where(BatchJob.status == JobStatus.DONE)).scalar_one_or_none()
+    if done is not None and retry_failed_items(session, done):
+        return done
+    return None
+
+
+def retry_failed_items(session: Session, job: BatchJob) -> int:
+    """Put a finished job's failed items back to pending with fresh attempts and reopen the job."""
+    result = session.execute(
+        update(BatchItem)
+        .where(BatchItem.batch_id == job.id, BatchItem.status == ItemStatus.FAILED)
+        .values(status=ItemStatus.PENDING, attempts=0, error=None, finished_at=None, claimed_by=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    retried = max(result.rowcount, 0)
+    if retried:
+        job.status = JobStatus.PENDING
+        job.finished_at = None
+        complete_cached_items(session, job)
+        finalize_job(session, job)
+    return retried
 
 
 def complete_cached_items(session: Session, job: BatchJob, architecture_ids: Sequence[int] | None = None) -> int:

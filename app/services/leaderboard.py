@@ -7,13 +7,17 @@ population (all its score columns in one query) is the expensive step, so a snap
 database and reused while cheap stamps are unchanged: scores are insert-only, so a configuration's
 (row count, highest id) changes whenever its population does, and an observation import moves the
 (count, latest observed_at) of its dataset and metric.
+
+Isomorphic cells (one `canonical_key`) compute the same function and share one recorded score, so by
+default a leaderboard lists each isomorphism class once and ranks the population of classes: counting
+every member would let one class fill the top ranks with copies of itself.
 """
 
 import math
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -37,7 +41,13 @@ CUSTOM_VOTE_METHOD = "mean_rank"
 FALLBACK_PRESET = "mission"
 SELECTED_BY_REQUEST = "request"
 SELECTED_BY_MOST_SCORES = "most_scores"
+UNIT_CLASS = "class"
+UNIT_CELL = "cell"
+EXPAND_UNITS = {"cells": UNIT_CELL}
 MIN_FINGERPRINT_PREFIX = 6
+# Fewest isomorphism classes a standing is ranked among (see `VoteStanding`).
+MIN_VOTE_POPULATION = 20
+NO_STORED_SCORES = "no scores of this architecture are stored under the configuration"
 CACHED_SNAPSHOTS = 16
 
 
@@ -66,6 +76,7 @@ class Population:
     """An immutable snapshot: rows are architectures (ascending id), columns are proxies (sorted).
 
     `values`/`seconds` are NaN where a score is missing or stored as null; `present` tells them apart.
+    `members` is the number of the population's cells in each row's isomorphism class.
     Votes and orderings are memoised here, so they live exactly as long as the snapshot.
     """
 
@@ -76,6 +87,8 @@ class Population:
     seconds: np.ndarray
     present: np.ndarray
     accuracy: np.ndarray
+    canonical_keys: np.ndarray
+    members: np.ndarray
     _memo: dict[Hashable, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -138,12 +151,15 @@ class LeaderboardQuery:
     metric: str = DEFAULT_METRIC
     limit: int = 100
     offset: int = 0
+    expand: str | None = None
 
 
 @dataclass(frozen=True)
 class LeaderboardRow:
     architecture_id: int
     arch: str
+    canonical_key: str
+    members: int
     scores: dict[str, float | None]
     vote: float | None
     percentile: float | None
@@ -157,9 +173,32 @@ class Leaderboard:
     scored: ScoredPopulation
     choice: VoteChoice
     rank_by: str
+    unit: str
+    total: int
     limit: int
     offset: int
     rows: list[LeaderboardRow]
+
+
+@dataclass(frozen=True)
+class VoteStanding:
+    """Where one architecture's isomorphism class stands in the vote of its configuration's population.
+
+    `population` counts the classes voted on, the architecture's own once. `rank` (1 = best, ties share the
+    best) and `percentile` (share of the other classes with a lower vote, ties counting half) are the
+    leaderboard's `vote_rank` and `percentile`; they are None, and `reason` says why, when the class lacks
+    one of the voters or the population has fewer than MIN_VOTE_POPULATION classes: below that one place
+    moves the percentile by more than five points and a handful of random neighbours decides it, so a
+    number would look more precise than it is. `position` is the class's 0-based place in the
+    leaderboard's vote order (None when it is not listed there).
+    """
+
+    choice: VoteChoice
+    population: int
+    rank: int | None = None
+    percentile: float | None = None
+    position: int | None = None
+    reason: str | None = None
 
 
 class StampedCache:
@@ -325,10 +364,37 @@ def rank_rows(key: np.ndarray, architecture_ids: np.ndarray, higher_is_better: b
     return Ranking(order=order, rank=rank)
 
 
+def validate_expand(expand: str | None) -> str:
+    """The unit a leaderboard lists: isomorphism classes by default, every cell with `expand=cells`."""
+    if expand is None:
+        return UNIT_CLASS
+    if expand not in EXPAND_UNITS:
+        raise InvalidInput("expand", f"cannot expand {expand!r}; known: {', '.join(EXPAND_UNITS)}")
+    return EXPAND_UNITS[expand]
+
+
+def class_population(population: Population) -> Population:
+    """One row per isomorphism class, memoised on the cell snapshot.
+
+    A class's row is its representative, the member with the lowest id (ids never change, so neither does
+    the representative; on a seeded space id order is the benchmark's order), with the representative's
+    scores: the service records one class score for every member. Its accuracy is the mean of its members'
+    observed accuracies, so a class counts once however many of its cells were trained.
+    """
+    return population.memo(("classes",), lambda: _collapse_classes(population))
+
+
+def unit_population(population: Population, unit: str) -> Population:
+    return class_population(population) if unit == UNIT_CLASS else population
+
+
 def leaderboard(session: Session, query: LeaderboardQuery) -> Leaderboard:
+    """A page of the population ranked by the vote or one proxy; ranks, votes and percentiles are taken over
+    the listed unit, so collapsed ranks order classes, not copies of them."""
     check_vote_request(query.vote)
+    unit = validate_expand(query.expand)
     scored = load_scored_population(session, query.space, query.dataset, query.config, query.metric)
-    population = scored.population
+    population = unit_population(scored.population, unit)
     choice = choose_vote(population, query.vote, scored.selection.config)
     voters, method = choice.voters, choice.method
     rank_by = _validate_rank_by(query.rank_by, population)
@@ -341,6 +407,8 @@ def leaderboard(session: Session, query: LeaderboardQuery) -> Leaderboard:
         LeaderboardRow(
             architecture_id=int(population.architecture_ids[row]),
             arch=str(population.archs[row]),
+            canonical_key=str(population.canonical_keys[row]),
+            members=int(population.members[row]),
             scores=_row_scores(population, row),
             vote=_finite_or_none(votes[row]),
             percentile=_finite_or_none(percentiles[row]),
@@ -350,7 +418,164 @@ def leaderboard(session: Session, query: LeaderboardQuery) -> Leaderboard:
         )
         for row in page
     ]
-    return Leaderboard(scored, choice, rank_by, query.limit, query.offset, rows)
+    return Leaderboard(scored, choice, rank_by, unit, population.size, query.limit, query.offset, rows)
+
+
+def checked_vote_request(request: VoteRequest, field: str) -> VoteRequest:
+    """`check_vote_request` for a vote nested in a request body under `field` (errors name e.g.
+    `vote.preset`), with its proxy names validated and de-duplicated, before anything is computed."""
+    proxies = None if request.proxies is None else validate_proxies(list(request.proxies), f"{field}.proxies")
+    try:
+        check_vote_request(request)
+    except InvalidInput as error:
+        raise InvalidInput(f"{field}.{error.field}", error.message) from None
+    return VoteRequest(proxies=proxies, preset=request.preset, method=request.method)
+
+
+def with_named_voters(proxies: Sequence[str], request: VoteRequest) -> tuple[str, ...]:
+    """The proxies to compute for a vote: `proxies`, then the voters the request names (a named vote must be
+    computable for the architecture; the default vote takes what was computed)."""
+    if request.proxies is None and request.preset is None:
+        return tuple(proxies)
+    return tuple(dict.fromkeys((*proxies, *requested_choice(request).voters)))
+
+
+def stored_standing(
+    session: Session, space: str, dataset: str, fingerprint: str, canonical_key: str, request: VoteRequest
+) -> VoteStanding:
+    """How a stored architecture's class ranks under the vote `request` asks for: the same cached snapshot,
+    memoised vote and ranks as GET /v1/leaderboard, so the two always agree. A cached snapshot is reused
+    only while its configuration's (score count, highest score id) stamp is unchanged, and the
+    architecture's scores are committed before this reads the stamp, so a snapshot without them never is."""
+    try:
+        scored = load_scored_population(session, space, dataset, fingerprint)
+    except NotFound:
+        return VoteStanding(requested_choice(request), population=0, reason=NO_STORED_SCORES)
+    classes = class_population(scored.population)
+    return _standing(classes, _row_of(classes, canonical_key), request)
+
+
+def candidate_standing(
+    session: Session,
+    space: str,
+    dataset: str,
+    fingerprint: str,
+    canonical_key: str,
+    scores: Mapping[str, float],
+    request: VoteRequest = VoteRequest(),
+) -> VoteStanding | None:
+    """How an architecture scored outside the service would stand among the classes stored under
+    `fingerprint` (None: nothing is stored there). Its class joins them with `scores`, replacing the stored
+    row of the same class, so the class counts once; as `scorers.voting.vote_percentile` does, everyone is
+    voted on together, since ranks depend on the whole population."""
+    try:
+        scored = load_scored_population(session, space, dataset, fingerprint)
+    except NotFound:
+        return None
+    classes = _with_candidate(class_population(scored.population), canonical_key, scores)
+    return _standing(classes, _row_of(classes, canonical_key), request)
+
+
+def requested_choice(request: VoteRequest) -> VoteChoice:
+    """The vote a (checked) request names, the default preset when it names none; scores are not consulted."""
+    if request.proxies is not None:
+        return VoteChoice(tuple(request.proxies), request.method or CUSTOM_VOTE_METHOD, None)
+    preset = _named_preset(request.preset or DEFAULT_PRESET)
+    return VoteChoice(preset.proxies, request.method or preset.method, preset.name)
+
+
+def _standing(classes: Population, row: int | None, request: VoteRequest) -> VoteStanding:
+    scored = set() if row is None else _scored_proxies(classes, row)
+    choice = requested_choice(_default_vote(scored, request))
+    if row is None:
+        return VoteStanding(choice, classes.size, reason=NO_STORED_SCORES)
+    missing = [name for name in choice.voters if name not in scored]
+    if missing:
+        reason = f"no {', '.join(missing)} score of this architecture to vote with"
+        return VoteStanding(choice, classes.size, reason=reason)
+    by_vote = _vote_ranking(classes, choice.voters, choice.method)
+    positions = classes.memo(("position", choice.voters, choice.method), lambda: np.argsort(by_vote.order))
+    position = int(positions[row])
+    if classes.size < MIN_VOTE_POPULATION:
+        scored = f"{classes.size} isomorphism class{'' if classes.size == 1 else 'es'}"
+        reason = f"only {scored} scored under this configuration; a rank needs at least {MIN_VOTE_POPULATION}"
+        return VoteStanding(choice, classes.size, position=position, reason=reason)
+    votes = population_vote(classes, choice.voters, choice.method)
+    percentiles = classes.memo(("percentile", choice.voters, choice.method), lambda: vote_percentiles(votes))
+    rank, percentile = _int_or_none(by_vote.rank[row]), _finite_or_none(percentiles[row])
+    return VoteStanding(choice, classes.size, rank, percentile, position)
+
+
+def _default_vote(scored: set[str], request: VoteRequest) -> VoteRequest:
+    """A request that names no voters gets the leaderboard's default, judged on the architecture's own
+    class: the default preset where it has all its voters, else `mission`, else every proxy it has (Borda).
+    So a request that computed only some proxies is still ranked, by a vote its scores can take part in."""
+    if request.proxies is not None or request.preset is not None:
+        return request
+    for name in (DEFAULT_PRESET, FALLBACK_PRESET):
+        if set(PRESETS[name].proxies) <= scored:
+            return VoteRequest(preset=name, method=request.method)
+    return VoteRequest(proxies=tuple(sorted(scored)), method=request.method) if scored else request
+
+
+def _scored_proxies(population: Population, row: int) -> set[str]:
+    return {proxy for column, proxy in enumerate(population.proxies) if population.present[row, column]}
+
+
+def _row_of(population: Population, canonical_key: str) -> int | None:
+    rows = population.memo(("row-of-class",), lambda: {key: row for row, key in enumerate(population.canonical_keys)})
+    return rows.get(canonical_key)
+
+
+def _with_candidate(classes: Population, canonical_key: str, scores: Mapping[str, float]) -> Population:
+    """The classes with the candidate's class first, under id 0 (never a stored id, so rows keep ascending
+    ids) and with `scores` instead of any stored ones; scores of proxies the others lack are left out."""
+    keep = classes.canonical_keys != canonical_key
+    values = np.array([[scores.get(proxy, math.nan) for proxy in classes.proxies]], dtype=float)
+
+    def joined(candidate: Any, column: np.ndarray) -> np.ndarray:
+        return np.concatenate((np.asarray(candidate, dtype=column.dtype), column[keep]))
+
+    return Population(
+        architecture_ids=joined([0], classes.architecture_ids),
+        archs=joined([""], classes.archs),
+        proxies=classes.proxies,
+        values=joined(values, classes.values),
+        seconds=joined(np.full(values.shape, math.nan), classes.seconds),
+        present=joined([[proxy in scores for proxy in classes.proxies]], classes.present),
+        accuracy=joined([math.nan], classes.accuracy),
+        canonical_keys=joined([canonical_key], classes.canonical_keys),
+        members=joined([1], classes.members),
+    )
+
+
+def _collapse_classes(population: Population) -> Population:
+    """Classes in ascending representative id, as the cell snapshot orders its rows."""
+    keys = population.canonical_keys
+    _, first_rows, sorted_class_of_row = np.unique(keys, return_index=True, return_inverse=True)
+    by_representative = np.argsort(first_rows)
+    representatives = first_rows[by_representative]
+    class_of_row = np.argsort(by_representative)[sorted_class_of_row.ravel()]
+    return Population(
+        architecture_ids=population.architecture_ids[representatives],
+        archs=population.archs[representatives],
+        proxies=population.proxies,
+        values=population.values[representatives],
+        seconds=population.seconds[representatives],
+        present=population.present[representatives],
+        accuracy=_mean_per_class(population.accuracy, class_of_row, representatives.size),
+        canonical_keys=keys[representatives],
+        members=np.bincount(class_of_row, minlength=representatives.size),
+    )
+
+
+def _mean_per_class(accuracy: np.ndarray, class_of_row: np.ndarray, classes: int) -> np.ndarray:
+    """Mean of each class's finite accuracies; NaN for a class with none observed."""
+    observed = np.isfinite(accuracy)
+    totals = np.bincount(class_of_row, weights=np.where(observed, accuracy, 0.0), minlength=classes)
+    counts = np.bincount(class_of_row, weights=observed, minlength=classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, totals / counts, np.nan)
 
 
 def _compute_vote(population: Population, voters: Sequence[str], method: str) -> np.ndarray:
@@ -500,7 +725,7 @@ def _load_population(session: Session, space_id: int, config_id: int, dataset: s
         Observation.architecture_id == Architecture.id, Observation.dataset == dataset, Observation.metric == metric
     )
     architectures = session.execute(
-        select(Architecture.id, Architecture.arch, Observation.accuracy)
+        select(Architecture.id, Architecture.arch, Observation.accuracy, Architecture.canonical_key)
         .outerjoin(Observation, observed)
         .where(Architecture.space_id == space_id, Architecture.id.in_(scored_ids))
         .order_by(Architecture.id)
@@ -512,6 +737,7 @@ def _pivot(scores: Sequence[Any], architectures: Sequence[Any]) -> Population:
     architecture_ids = np.array([row[0] for row in architectures], dtype=np.int64)
     archs = np.array([row[1] for row in architectures], dtype=object)
     accuracy = np.array([np.nan if row[2] is None else row[2] for row in architectures], dtype=float)
+    canonical_keys = np.array([row[3] for row in architectures], dtype=object)
     proxies = tuple(sorted({row[1] for row in scores}))
     column_of = {proxy: column for column, proxy in enumerate(proxies)}
     shape = (architecture_ids.size, len(proxies))
@@ -522,4 +748,12 @@ def _pivot(scores: Sequence[Any], architectures: Sequence[Any]) -> Population:
         values[rows, columns] = np.array([row[2] for row in scores], dtype=float)
         seconds[rows, columns] = np.array([row[3] for row in scores], dtype=float)
         present[rows, columns] = True
-    return Population(architecture_ids, archs, proxies, values, seconds, present, accuracy)
+    return Population(
+        architecture_ids, archs, proxies, values, seconds, present, accuracy, canonical_keys, _class_sizes(canonical_keys)
+    )
+
+
+def _class_sizes(canonical_keys: np.ndarray) -> np.ndarray:
+    """Each row's number of cells in the population with its canonical key."""
+    _, class_of_row, counts = np.unique(canonical_keys, return_inverse=True, return_counts=True)
+    return counts[class_of_row.ravel()]

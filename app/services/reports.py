@@ -5,11 +5,16 @@ Everything here works on the leaderboard's population snapshot, so a report, the
 the leaderboard always describe the same architectures under the same configuration. The vote is the
 leaderboard's vote over the whole population; the correlations then use the architectures that also
 have an observation, so "the vote ranked #1" means the same thing on every page.
+
+Correlations come in two units. Per isomorphism class (the leaderboard's default rows) is the one whose
+significance means something: isomorphic cells share one score, so counting each of them adds copies,
+not evidence, and shrinks p-values and bootstrap intervals. Per cell is the benchmark papers' convention,
+kept for comparison with published figures. The plot draws classes.
 """
 
 import json
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +30,7 @@ from app.services.leaderboard import (
     VoteRequest,
     check_vote_request,
     choose_vote,
+    class_population,
     load_scored_population,
     population_vote,
     require_scored,
@@ -52,19 +58,22 @@ class ReportQuery:
 
 @dataclass(frozen=True)
 class Correlation:
-    """`correlation_report` figures of one proxy (kind "proxy") or of the vote (kind "vote")."""
+    """`correlation_report` figures of one proxy (kind "proxy") or of the vote (kind "vote"), over
+    isomorphism classes and over cells."""
 
     name: str
     kind: str
     higher_is_better: bool
-    report: dict[str, Any]
+    per_class: dict[str, Any]
+    per_cell: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class CorrelationSummary:
     scored: ScoredPopulation
     choice: VoteChoice
-    observed: int
+    observed_classes: int
+    observed_cells: int
     correlations: list[Correlation]
 
 
@@ -85,36 +94,46 @@ class ExportFile:
 
 
 def correlations(session: Session, query: ReportQuery) -> CorrelationSummary:
-    """Per voting proxy and for the vote: rank correlations and top-k figures against observed accuracy."""
-    check_vote_request(query.vote)
-    scored = load_scored_population(session, query.space, query.dataset, query.config, query.metric)
-    population = scored.population
-    choice = choose_vote(population, query.vote, scored.selection.config)
+    """Per voting proxy and for the vote: rank correlations and top-k figures against observed accuracy,
+    over isomorphism classes and over cells."""
+    scored, choice = _population_and_vote(session, query)
+    cells = scored.population
+    classes = class_population(cells)
     settings = (query.bootstrap, query.seed, query.top_fraction)
     entries = [
-        Correlation(column.name, column.kind, column.higher_is_better, _report(population, column, settings))
-        for column in _columns(population, choice)
+        Correlation(
+            name=by_class.name,
+            kind=by_class.kind,
+            higher_is_better=by_class.higher_is_better,
+            per_class=_report(classes, by_class, settings),
+            per_cell=_report(cells, by_cell, settings),
+        )
+        for by_class, by_cell in zip(_columns(classes, choice), _columns(cells, choice), strict=True)
     ]
-    observed = int(np.isfinite(population.accuracy).sum())
-    return CorrelationSummary(scored, choice, observed, entries)
+    return CorrelationSummary(scored, choice, _observed(classes), _observed(cells), entries)
 
 
 def correlation_plot(session: Session, query: ReportQuery) -> bytes:
     """PNG with one panel per voting proxy and one for the vote: score rank against observed accuracy."""
-    summary = correlations(session, replace(query, bootstrap=0))
-    population = summary.scored.population
-    columns = _columns(population, summary.choice)
-    panels = [
+    return correlation_plot_png(correlation_panels(session, query), point_label="isomorphism class")
+
+
+def correlation_panels(session: Session, query: ReportQuery) -> list[Panel]:
+    """The plot's panels: one point per isomorphism class, so a large class is not drawn as a heap of
+    identical points that outweighs the rest."""
+    scored, choice = _population_and_vote(session, query)
+    classes = class_population(scored.population)
+    settings = (0, query.seed, query.top_fraction)
+    return [
         Panel(
-            name=vote_label(summary.choice) if column.kind == VOTE else column.name,
+            name=vote_label(choice) if column.kind == VOTE else column.name,
             score=column.score,
-            accuracy=population.accuracy,
-            rho=entry.report["spearman_rho"],
+            accuracy=classes.accuracy,
+            rho=_report(classes, column, settings)["spearman_rho"],
             higher_is_better=column.higher_is_better,
         )
-        for column, entry in zip(columns, summary.correlations, strict=True)
+        for column in _columns(classes, choice)
     ]
-    return correlation_plot_png(panels)
 
 
 def export_population(
@@ -127,7 +146,8 @@ def export_population(
     metric: str = DEFAULT_METRIC,
     proxies: Sequence[str] | None = None,
 ) -> ExportFile:
-    """Every architecture of the population (ascending id) with its scores, timings and accuracy."""
+    """Every cell of the population (ascending id) with its isomorphism class, the configuration's
+    fingerprint, its scores, timings and accuracy: cells, so a consumer can pick either unit."""
     if export_format not in EXPORT_FORMATS:
         raise InvalidInput("format", f"unknown export format {export_format!r}; known: {', '.join(EXPORT_FORMATS)}")
     if export_format == "naslib" and space not in NASLIB_SPACES:
@@ -135,7 +155,7 @@ def export_population(
     scored = load_scored_population(session, space, dataset, config, metric)
     population = scored.population
     columns = population.proxies if proxies is None else require_scored(population, proxies, scored.selection.config)
-    rows = _export_rows(population, columns)
+    rows = _export_rows(population, columns, scored.selection.config.fingerprint)
     stem = f"nasscore-{space}-{dataset}-{scored.selection.config.fingerprint[:12]}"
     if export_format == "csv":
         return ExportFile(export_csv(rows, columns), "text/csv", f"{stem}.csv")
@@ -149,6 +169,16 @@ def export_population(
 def vote_label(choice: VoteChoice) -> str:
     """`vote (best, log_rank)`, or `vote (mean_rank)` for a custom list of voters."""
     return f"{VOTE} ({', '.join(filter(None, (choice.preset, choice.method)))})"
+
+
+def _population_and_vote(session: Session, query: ReportQuery) -> tuple[ScoredPopulation, VoteChoice]:
+    check_vote_request(query.vote)
+    scored = load_scored_population(session, query.space, query.dataset, query.config, query.metric)
+    return scored, choose_vote(scored.population, query.vote, scored.selection.config)
+
+
+def _observed(population: Population) -> int:
+    return int(np.isfinite(population.accuracy).sum())
 
 
 def _columns(population: Population, choice: VoteChoice) -> list[_Column]:
@@ -182,11 +212,13 @@ def _report(population: Population, column: _Column, settings: tuple[int, int, f
     return population.memo(("correlation", column.memo_key, settings), compute)
 
 
-def _export_rows(population: Population, proxies: Sequence[str]) -> list[dict[str, Any]]:
+def _export_rows(population: Population, proxies: Sequence[str], fingerprint: str) -> list[dict[str, Any]]:
     columns = [population.proxies.index(proxy) for proxy in proxies]
     return [
         {
             "arch": str(population.archs[row]),
+            "canonical_key": str(population.canonical_keys[row]),
+            "config_fingerprint": fingerprint,
             "scores": {
                 population.proxies[column]: (
                     _number_or_none(population.values[row, column]),

@@ -31,6 +31,7 @@ def record_scores(
     config_id: int,
     outcomes: Mapping[str, ProxyOutcome],
     device: str,
+    torch_version: str | None = None,
 ) -> None:
     """Store each storable outcome for every member of the class (existing rows are left untouched)."""
     now = utcnow()
@@ -42,6 +43,7 @@ def record_scores(
             value=outcome.value if math.isfinite(outcome.value) else None,
             seconds=outcome.seconds,
             device=device,
+            torch_version=torch_version,
             error=outcome.problem,
             computed_from_id=computed_from_id,
             created_at=now,
@@ -72,6 +74,7 @@ def share_class_scores(session: Session, config_id: int, member_ids: Sequence[in
             value=score.value,
             seconds=score.seconds,
             device=score.device,
+            torch_version=score.torch_version,
             error=score.error,
             computed_from_id=score.computed_from_id,
             created_at=score.created_at,

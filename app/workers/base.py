@@ -6,7 +6,36 @@ import math
 from abc import ABC, abstractmethod
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from scorers.calibration import CalibrationBatch
+
+
+@dataclass(frozen=True)
+class CalibrationInput:
+    """A configuration's calibration batch as it travels to a worker: the stored real images themselves
+    (uint8 pixels and int64 labels, ~200 KB for 64 CIFAR images), or for synthetic data only its recipe.
+    `key` (the batch digest, or the synthetic description) lets a worker keep it decoded between tasks."""
+
+    dataset: str
+    key: str
+    count: int
+    batch_size: int
+    sampling: str
+    seed: int
+    images: bytes | None = field(default=None, repr=False)
+    labels: bytes | None = field(default=None, repr=False)
+
+    def load(self) -> "CalibrationBatch":
+        from scorers.calibration import ImageSet, synthetic_batch
+
+        if self.images is None or self.labels is None:
+            return synthetic_batch(self.dataset, batch_size=self.batch_size, sampling=self.sampling, seed=self.seed)
+        real = ImageSet.from_buffers(self.dataset, self.count, self.images, self.labels)
+        if real.digest != self.key:
+            raise ValueError(f"calibration batch {self.key[:12]} arrived corrupted (digest {real.digest[:12]})")
+        return real.to_batch()
 
 
 @dataclass(frozen=True)
@@ -16,10 +45,7 @@ class ScoringTask:
     space: str
     arch: str
     proxies: tuple[str, ...]
-    dataset: str
-    source: str
-    batch_size: int
-    sampling: str
+    calibration: CalibrationInput
     seed: int
     init: str
     model_params: dict[str, Any] = field(hash=False)
@@ -47,10 +73,13 @@ class ProxyOutcome:
 
 @dataclass(frozen=True)
 class TaskResult:
+    """What a worker computed, and with what (device and torch version are kept with every score)."""
+
     outcomes: dict[str, ProxyOutcome]
     device: str
     seconds: float
     worker: str
+    torch_version: str
 
 
 class TaskError(RuntimeError):

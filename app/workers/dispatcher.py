@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app.db import Database
 from app.db.models import Architecture
 from app.services import jobs
-from app.services.configs import DataCatalog
+from app.services.calibration import CalibrationStore, worker_input
 from app.services.errors import ServiceError
 from app.services.scores import record_scores, share_class_scores, stored_scores
 from app.services.spaces import class_members
@@ -39,7 +39,7 @@ class Dispatcher:
         self,
         database: Database,
         executor: Executor,
-        catalog: DataCatalog,
+        store: CalibrationStore,
         *,
         poll_seconds: float = 0.5,
         lease_seconds: float = 60.0,
@@ -47,7 +47,7 @@ class Dispatcher:
     ) -> None:
         self.database = database
         self.executor = executor
-        self.catalog = catalog
+        self.store = store
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
@@ -128,7 +128,8 @@ class Dispatcher:
             return
         representative, missing = plan
         try:
-            source = self.catalog.locate(item.config)
+            with self.database.read_session() as session:
+                calibration = worker_input(session, self.store, item.config)
         except ServiceError as error:
             self._fail([item], error.message)
             return
@@ -136,10 +137,7 @@ class Dispatcher:
             space=item.space_name,
             arch=representative.arch,
             proxies=missing,
-            dataset=item.config.dataset,
-            source=source,
-            batch_size=item.config.batch_size,
-            sampling=item.config.sampling,
+            calibration=calibration,
             seed=item.config.seed,
             init=item.config.init,
             model_params=dict(item.config.model_params),
@@ -173,6 +171,8 @@ class Dispatcher:
         raised = {p: outcomes[p].error for p in item.proxies if p not in stored and outcomes[p].error}
         notes = raised or {p: stored[p].error for p in item.proxies if stored[p].error}
         error = "; ".join(f"{proxy}: {problem}" for proxy, problem in notes.items()) or None
+        if raised:
+            log.warning("batch %d: %s failed: %s", item.batch_id, item.arch, error)
         jobs.finish_item(session, item, self.owner, failed=bool(raised), error=error)
 
     def _wait(self) -> set[Future[TaskResult]]:
@@ -207,12 +207,16 @@ class Dispatcher:
             config_id=config_id,
             outcomes=result.outcomes,
             device=result.device,
+            torch_version=result.torch_version,
         )
         for item in flight.items:
             self._settle(session, item, result.outcomes)
         jobs.complete_cached_items_everywhere(session, config_id, member_ids)
 
     def _fail(self, items: list[jobs.ClaimedItem], error: str) -> None:
+        for item in items:
+            log.warning("batch %d: %s failed: %s", item.batch_id, item.arch, error)
+
         def fail_all(session: Session) -> None:
             for item in items:
                 jobs.finish_item(session, item, self.owner, failed=True, error=error)

@@ -27,16 +27,13 @@ class _WorkerState:
         torch.set_num_threads(threads)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        self.calibration: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
+        self.torch_version = torch.__version__
+        self.calibration: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
 
     def batch(self, task: ScoringTask) -> tuple[Any, Any]:
-        from scorers.calibration import load_calibration_batch
-
-        key = (task.dataset, task.source, task.batch_size, task.sampling, task.seed)
+        key = task.calibration.key
         if key not in self.calibration:
-            batch = load_calibration_batch(
-                task.dataset, task.source, batch_size=task.batch_size, sampling=task.sampling, seed=task.seed
-            )
+            batch = task.calibration.load()
             self.calibration[key] = (batch.inputs.to(self.device), batch.targets.to(self.device))
             while len(self.calibration) > CALIBRATION_CACHE_SIZE:
                 self.calibration.popitem(last=False)
@@ -53,7 +50,8 @@ class _WorkerState:
             seed=task.seed, device=self.device, model_params=task.model_params,
         )
         outcomes = {name: ProxyOutcome(r.value, r.seconds, r.error) for name, r in results.items()}
-        return TaskResult(outcomes, str(self.device), time.perf_counter() - started, self.name)
+        seconds = time.perf_counter() - started
+        return TaskResult(outcomes, str(self.device), seconds, self.name, self.torch_version)
 
 
 def worker_main(connection: Connection, name: str, device: str, threads: int, parent_pid: int) -> None:

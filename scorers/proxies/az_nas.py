@@ -18,7 +18,14 @@ SPECTRAL_EPS = 1e-6
 PAPER = "Lee & Ham, AZ-NAS: Assembling Zero-Cost Proxies for Network Architecture Search, CVPR 2024"
 
 
-@register_proxy(name="az_expressivity", needs_data=False, needs_labels=False, higher_is_better=True, paper=PAPER)
+@register_proxy(
+    name="az_expressivity",
+    needs_data=False,
+    needs_labels=False,
+    higher_is_better=True,
+    paper=PAPER,
+    typical_cpu_seconds=0.13,
+)
 def az_expressivity(ctx: ScoringContext) -> float:
     """Σ over the stem and cell outputs of the eigen-entropy of their channel covariance (AZ-NAS s^E).
 
@@ -28,13 +35,27 @@ def az_expressivity(ctx: ScoringContext) -> float:
     return ctx.shared("az_nas", az_nas_pass)["expressivity"]
 
 
-@register_proxy(name="az_progressivity", needs_data=False, needs_labels=False, higher_is_better=True, paper=PAPER)
+@register_proxy(
+    name="az_progressivity",
+    needs_data=False,
+    needs_labels=False,
+    higher_is_better=True,
+    paper=PAPER,
+    typical_cpu_seconds=0.13,
+)
 def az_progressivity(ctx: ScoringContext) -> float:
     """min over consecutive stem/cell outputs of the eigen-entropy increase (AZ-NAS s^P; NaN -> -inf)."""
     return ctx.shared("az_nas", az_nas_pass)["progressivity"]
 
 
-@register_proxy(name="az_trainability", needs_data=False, needs_labels=False, higher_is_better=True, paper=PAPER)
+@register_proxy(
+    name="az_trainability",
+    needs_data=False,
+    needs_labels=False,
+    higher_is_better=True,
+    paper=PAPER,
+    typical_cpu_seconds=0.13,
+)
 def az_trainability(ctx: ScoringContext) -> float:
     """Mean over cells of -σ - 1/(σ + 1e-6) + 2, σ the cell's estimated Jacobian spectral norm (AZ-NAS s^T).
 
@@ -46,7 +67,14 @@ def az_trainability(ctx: ScoringContext) -> float:
     return ctx.shared("az_nas", az_nas_pass)["trainability"]
 
 
-@register_proxy(name="az_complexity", needs_data=False, needs_labels=False, higher_is_better=True, paper=PAPER)
+@register_proxy(
+    name="az_complexity",
+    needs_data=False,
+    needs_labels=False,
+    higher_is_better=True,
+    paper=PAPER,
+    typical_cpu_seconds=0.021,
+)
 def az_complexity(ctx: ScoringContext) -> float:
     """The registered `flops` proxy's value (AZ-NAS s^C: the benchmark's FLOPs, larger ranked better)."""
     return get_proxy("flops").fn(ctx)

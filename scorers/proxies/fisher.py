@@ -56,6 +56,7 @@ register_tap(LOSS_PASS, "fisher", ChannelSaliency)
     higher_is_better=True,
     paper="Abdelfattah et al., Zero-Cost Proxies for Lightweight NAS, ICLR 2021 (Fisher pruning: Theis et al. "
     "2018; Turner et al., BlockSwap, ICLR 2020)",
+    typical_cpu_seconds=0.087,
 )
 def fisher(ctx: ScoringContext) -> float:
     """Σ over Conv2d/Linear layers and output channels of Δ_k · fan-in, Δ_k = ½·mean_n(Σ_spatial z·∂L/∂z)².

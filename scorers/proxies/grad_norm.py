@@ -11,6 +11,7 @@ from scorers.registry import register_proxy
     needs_labels=True,
     higher_is_better=True,
     paper="Abdelfattah et al., Zero-Cost Proxies for Lightweight NAS, ICLR 2021",
+    typical_cpu_seconds=0.087,
 )
 def grad_norm(ctx: ScoringContext) -> float:
     """Σ over Conv2d/Linear layers of ‖∂L/∂W‖₂ (cross-entropy, BatchNorm in training mode).

@@ -13,6 +13,7 @@ from scorers.registry import register_proxy
     higher_is_better=True,
     paper="Wang et al., Picking Winning Tickets Before Training by Preserving Gradient Flow, ICLR 2020",
     needs_second_order=True,
+    typical_cpu_seconds=0.62,
 )
 def grasp(ctx: ScoringContext) -> float:
     """Σ −θ ⊙ (H g) over Conv2d/Linear weights, g = ∂L/∂θ held constant, BatchNorm in training mode.

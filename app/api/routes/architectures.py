@@ -7,12 +7,12 @@ from fastapi import APIRouter, Query
 from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from app.api import examples
 from app.api.deps import PageDep, ReadSession
 from app.api.schemas import (
     ArchitectureDetail,
     ArchitectureOut,
     ConfigurationScores,
-    ErrorResponse,
     ObservationOut,
     Page,
 )
@@ -26,8 +26,19 @@ from app.services.spaces import get_architecture, normalise, space_module
 router = APIRouter(prefix="/v1/architectures", tags=["architectures"])
 
 
-@router.get("/{architecture_id}", response_model=ArchitectureDetail, responses={404: {"model": ErrorResponse}})
+@router.get(
+    "/{architecture_id}",
+    summary="Get an architecture with its scores and observations",
+    response_model=ArchitectureDetail,
+    responses={
+        200: examples.json_response("The architecture", examples.ARCHITECTURE_DETAIL),
+        **examples.error_responses(404, 422),
+    },
+)
 def get_architecture_detail(architecture_id: int, session: ReadSession) -> ArchitectureDetail:
+    """One architecture (its string, isomorphism class and benchmark index) with every score stored for it,
+    grouped by configuration, and every accuracy observed for it. Ids come from POST /v1/scores, the
+    leaderboard and GET /v1/architectures."""
     architecture = get_architecture(session, architecture_id)
     return ArchitectureDetail(
         **architecture_out(session, architecture).model_dump(),
@@ -56,7 +67,15 @@ def _scores_by_configuration(session: Session, architecture_id: int) -> list[Con
     return list(grouped.values())
 
 
-@router.get("", response_model=Page[ArchitectureOut], responses={422: {"model": ErrorResponse}})
+@router.get(
+    "",
+    summary="List architectures",
+    response_model=Page[ArchitectureOut],
+    responses={
+        200: examples.json_response("A page of architectures", examples.ARCHITECTURE_PAGE),
+        **examples.error_responses(422),
+    },
+)
 def list_architectures(
     session: ReadSession,
     page: PageDep,
@@ -65,6 +84,10 @@ def list_architectures(
     canonical: Annotated[str | None, Query(description="Canonical key: all members of one isomorphism class")] = None,
     arch: Annotated[str | None, Query(description="One architecture by its string")] = None,
 ) -> Page[ArchitectureOut]:
+    """The stored architectures of one search space, by ascending id: every member of one isomorphism class
+    (`canonical`, the leaderboard's `members_url`), one architecture by its string (`arch`), or those scored
+    or observed on a `dataset`. The server stores every cell of NAS-Bench-201 at start-up, so unfiltered this
+    pages through all 15,625. 422 for an unknown space or cell string."""
     space_row = _space(session, space)
     query = select(Architecture).where(Architecture.space_id == space_row.id)
     if canonical is not None:

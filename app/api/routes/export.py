@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from app.api import examples
 from app.api.deps import ReadSession
 from app.api.routes.leaderboard import ERRORS, PopulationDep
 from app.services.reports import export_population
@@ -15,14 +16,36 @@ router = APIRouter(prefix="/v1", tags=["reports"])
 
 @router.get(
     "/export",
+    summary="Download a population's scores",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}, "application/json": {}}}, **ERRORS},
+    responses={
+        200: {
+            "description": "`format=csv`: a CSV file; `format=naslib`: NAS-Bench-Suite-Zero's JSON",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}, "example": examples.EXPORT_CSV},
+                "application/json": {"schema": {"type": "object"}, "example": examples.EXPORT_NASLIB},
+            },
+            "headers": {
+                "Content-Disposition": {
+                    "description": "attachment; filename=\"nasscore-<space>-<dataset>-<fingerprint[:12]>.csv\" (.json)",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        **ERRORS,
+    },
 )
 def get_export(
     session: ReadSession,
     selection: PopulationDep,
     export_format: Annotated[str, Query(alias="format", description="'csv' or 'naslib'")] = "csv",
 ) -> Response:
+    """Every cell of one configuration's population (chosen as for the leaderboard), by ascending id, as a
+    download. `csv`: one row per cell with its isomorphism class, the configuration's fingerprint, each
+    proxy's score and seconds (`proxies` picks the columns; default all) and the observed accuracy.
+    `naslib`: the JSON that NAS-Bench-Suite-Zero and NASLib's zero-cost analyses read, keyed by dataset and
+    by the cell's op-index tuple, with `val_accuracy`. Errors (JSON) as for the leaderboard; `naslib`
+    covers NAS-Bench-201 only."""
     exported = export_population(
         session,
         space=selection.space,

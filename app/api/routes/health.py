@@ -3,22 +3,50 @@
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from app.api import examples
 from app.api.deps import RuntimeDep
+from app.api.schemas import Readiness
+from app.runtime import display_url
+from app.services.calibration import DatasetData, describe_datasets
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get(
+    "/healthz",
+    summary="Liveness",
+    responses={200: examples.json_response("The process answers", examples.HEALTHY)},
+)
 def healthz() -> dict[str, str]:
+    """Always `{"status": "ok"}` while the process serves HTTP; checks nothing else (see /readyz)."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "Database unreachable or workers not running"}})
+def _data_summary(data: DatasetData) -> str:
+    if not data.real:
+        return "synthetic only"
+    return f"{data.images} real images, sha256:{data.pool_digest[:12]} ({data.origin})"
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness",
+    response_model=Readiness,
+    responses={
+        200: examples.json_response("Ready to score", examples.READY),
+        503: {"model": Readiness, "description": "Database unreachable, or workers or dispatcher not running"},
+    },
+)
 def readyz(runtime: RuntimeDep) -> JSONResponse:
-    checks: dict[str, object] = {}
+    """Whether the service can take work: the database answers (with the calibration data stored per
+    dataset), the worker pool is up (its health: workers, devices, queue, restarts) and the dispatcher
+    thread runs. 200 when all are, else 503 with the same body naming what is not."""
+    checks: dict[str, object] = {"database_url": display_url(runtime.database.url)}
     try:
         runtime.database.ping()
         checks["database"] = "ok"
+        with runtime.database.read_session() as session:
+            checks["data"] = {data.dataset: _data_summary(data) for data in describe_datasets(session)}
     except Exception as error:  # any failure to answer means "not ready", reported as such
         checks["database"] = f"unreachable: {type(error).__name__}"
     executor, dispatcher = runtime.executor, runtime.dispatcher

@@ -9,8 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
+from app.api import examples
 from app.api.deps import RuntimeDep, SettingsDep
-from app.api.schemas import ErrorResponse, ObservationIn, ObservationsStored
+from app.api.schemas import ObservationIn, ObservationsStored
 from app.runtime import Runtime
 from app.services.errors import InvalidInput, TooLarge
 from app.services.observations import ObservationInput, record_observations
@@ -26,11 +27,26 @@ _BODY_SCHEMA = {
 
 @router.post(
     "",
+    summary="Record observed accuracies",
     response_model=ObservationsStored,
-    responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}},
+    responses={
+        200: examples.json_response("How many were received and stored", examples.OBSERVATIONS_STORED),
+        **examples.error_responses(413, 422),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _BODY_SCHEMA, "examples": examples.OBSERVATION_REQUESTS}},
+        }
+    },
 )
 async def post_observations(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> ObservationsStored:
+    """Stores accuracies observed for architectures (e.g. NAS-Bench-201's test accuracies, or your own
+    training runs): one object, or a list of them in one transaction. They feed the `accuracy` column of the
+    leaderboard and the correlation reports. Idempotent: one value per architecture, dataset and metric, so
+    posting it again replaces the accuracy, epochs and source (`stored` counts distinct rows written).
+    `benchmark_index` records the architecture's index in its benchmark. 413 past the server's limit per
+    request (20,000 by default); a 422 for a list names the item, e.g. `body[3].accuracy`."""
     try:
         payload = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
