@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 
 from app.cli import main as nasscore
 from app.db import Database
-from app.services.leaderboard import Population, class_population, load_scored_population
+from app.services.population import Population, class_population, load_scored_population
 from app.services.spaces import sample_architectures
 from scorers import get_proxy, list_proxies
 from scorers.evaluation import correlation_report

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from typing import Any, TypeVar
 
@@ -31,23 +31,10 @@ from torch.func import functional_call
 
 from scorers.registry import ProxyInfo
 from scorers.second_order import fast_second_order
+from scorers.torch_utils import batchnorm_bypassed, logits_of, model_device, scored_weight_names, train_mode
 
 T = TypeVar("T")
 Gradients = list[Tensor | None]
-TapFactory = Callable[["ScoringContext"], AbstractContextManager[Any]]
-
-_TAPS: defaultdict[str, dict[str, TapFactory]] = defaultdict(dict)
-
-
-def register_tap(pass_key: str, proxy_name: str, factory: TapFactory) -> None:
-    """Let proxy `proxy_name` observe the shared pass `pass_key` ("loss_gradients" or "input_jacobian")
-    through module hooks instead of running a pass of its own.
-
-    Taps are planned when a context is built for the requested proxies, so a pass carries the hooks of
-    every requested proxy whichever proxy triggers it first. `factory(ctx)` makes a context manager that
-    is entered around the whole pass (all chunks); the proxy reads it back with `ctx.tap(...)`.
-    """
-    _TAPS[pass_key][proxy_name] = factory
 
 
 class _Failure:
@@ -55,123 +42,6 @@ class _Failure:
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
-
-
-def model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
-def scored_weight_names(model: nn.Module) -> list[str]:
-    """Names of the Conv2d/Linear weights the proxies sum over, in `model.modules()` order.
-
-    A weight shared by several layers appears once per layer, as in the reference implementation.
-    """
-    name_of = {id(param): name for name, param in model.named_parameters()}
-    return [
-        name_of[id(module.weight)]
-        for module in model.modules()
-        if isinstance(module, (nn.Conv2d, nn.Linear)) and module.weight is not None
-    ]
-
-
-def logits_of(output: Any) -> Tensor:
-    """The logits of a model output; `(features, logits)` tuples (NAS-Bench-201 models) give the last."""
-    if isinstance(output, Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[-1], Tensor):
-        return output[-1]
-    raise TypeError(f"model output must be a tensor or a tuple ending with the logits, got {type(output).__name__}")
-
-
-def sum_over_layers(per_layer: Sequence[Tensor]) -> float:
-    """Sum of per-layer sums as a Python float: the reference's aggregation."""
-    if not per_layer:
-        return 0.0
-    return torch.stack([tensor.sum() for tensor in per_layer]).sum().item()
-
-
-@contextmanager
-def train_mode(model: nn.Module) -> Iterator[None]:
-    """Put every module in training mode for the block, then restore each module's own flag."""
-    flags = [(module, module.training) for module in model.modules()]
-    model.train()
-    try:
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training
-
-
-def _identity(inputs: Tensor) -> Tensor:
-    return inputs
-
-
-@contextmanager
-def batchnorm_bypassed(model: nn.Module) -> Iterator[None]:
-    """Make every BatchNorm layer the identity for the block (SynFlow's `bn=False`), then restore it.
-
-    The forward is swapped on the instance rather than masked by a hook so the normalisation is never
-    computed (a hook would still run it, and train-mode BatchNorm rejects a single example).
-    """
-    patched: list[tuple[nn.Module, Any]] = []
-    try:
-        for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                patched.append((module, module.__dict__.get("forward")))
-                module.forward = _identity
-        yield
-    finally:
-        for module, previous in patched:
-            if previous is None:
-                del module.forward
-            else:
-                module.forward = previous
-
-
-@contextmanager
-def forward_hooks(
-    modules: Iterable[nn.Module], hook: Callable[[nn.Module, tuple[Any, ...], Any], Any]
-) -> Iterator[None]:
-    """`hook` as a forward hook on each of `modules` for the block, removed in `finally`.
-
-    Activation-based proxies read module outputs during their own `ScoringContext.forward` this way (a hook
-    that returns a value replaces the output) without leaving hooks on the caller's model.
-    """
-    handles = []
-    try:
-        for module in modules:
-            handles.append(module.register_forward_hook(hook))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def redrawn_parameters(
-    model: nn.Module, generator: torch.Generator, init_weight: Callable[..., Tensor]
-) -> dict[str, Tensor]:
-    """Fresh parameters for proxies that score a re-initialised network (Zen-NAS, SWAP, AZ-NAS).
-
-    Each Conv2d/Linear weight is a new CPU tensor filled by `init_weight(tensor, generator=generator)` (an
-    `nn.init` function) in `model.modules()` order, so the draw does not depend on the device; their biases
-    are zero and BatchNorm2d/GroupNorm scales one, shifts zero, as the references' init functions set them.
-    Every other parameter is a detached alias; the caller's tensors are never written.
-    """
-    redrawn = {id(param): param.detach() for param in model.parameters()}
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            fresh = init_weight(torch.empty(module.weight.shape), generator=generator)
-            redrawn[id(module.weight)] = fresh.to(module.weight.device, module.weight.dtype)
-            if module.bias is not None:
-                redrawn[id(module.bias)] = torch.zeros_like(module.bias.detach())
-        elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)) and module.weight is not None:
-            redrawn[id(module.weight)] = torch.ones_like(module.weight.detach())
-            redrawn[id(module.bias)] = torch.zeros_like(module.bias.detach())
-    return {name: redrawn[id(param)] for name, param in model.named_parameters()}
 
 
 class ScoringContext:
@@ -182,7 +52,7 @@ class ScoringContext:
     passes, and `shared(key, compute)` to publish anything other proxies may reuse (activations, ReLU
     codes, Jacobians...): the first caller computes it, later callers get the cached value, and its time
     is split among all callers. `input_jacobian()` is the input gradient of the summed logits, and
-    `register_tap` lets a proxy hook modules during a shared pass (`tap` returns what it saw). Proxies
+    a proxy registered with `taps` hooks modules during a shared pass (`tap` returns what it saw). Proxies
     must treat everything they get as read-only.
     """
 
@@ -213,11 +83,7 @@ class ScoringContext:
         self._active_proxy: str | None = None
         self._nested_seconds: list[float] = []
         self._gradient_graph: tuple[Tensor | None, ...] | None = None
-        requested = {proxy.name for proxy in proxies}
-        self._taps = {
-            pass_key: {name: factory(self) for name, factory in factories.items() if name in requested}
-            for pass_key, factories in _TAPS.items()
-        }
+        self._taps = self._plan_taps(proxies)
 
     @property
     def weights(self) -> list[Tensor]:
@@ -283,7 +149,7 @@ class ScoringContext:
         return self.shared("input_jacobian", ScoringContext._compute_input_jacobian)
 
     def tap(self, pass_key: str, proxy_name: str) -> Any:
-        """The tap `proxy_name` registered on `pass_key`, holding what it observed (see `register_tap`)."""
+        """The tap `proxy_name` registered on `pass_key`, holding what it observed (see `register_proxy`)."""
         return self._taps[pass_key][proxy_name]
 
     @contextmanager
@@ -326,6 +192,15 @@ class ScoringContext:
             self._seconds.get(key, 0.0) / len(users) for key, users in self._users.items() if proxy_name in users
         )
         return self._own_seconds.get(proxy_name, 0.0) + shared
+
+    def _plan_taps(self, proxies: Sequence[ProxyInfo]) -> dict[str, dict[str, AbstractContextManager[Any]]]:
+        """Every requested proxy's taps, per pass, made now so whichever proxy runs a pass first runs it
+        with the hooks of all of them."""
+        taps: defaultdict[str, dict[str, AbstractContextManager[Any]]] = defaultdict(dict)
+        for proxy in proxies:
+            for pass_key, factory in proxy.taps.items():
+                taps[pass_key][proxy.name] = factory(self)
+        return dict(taps)
 
     def _build_data_state(self) -> tuple[dict[str, Tensor], dict[str, Tensor], list[Tensor]]:
         scored = set(self.weight_names)

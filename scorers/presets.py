@@ -2,7 +2,8 @@
 
 A preset is a choice of principle, not a fit: every voter counts once, no weights are learned from any
 benchmark's accuracies, and the compositions were compared on NAS-Bench-201 CIFAR-10 only (the evidence
-is docs/correlation_nb201_cifar10.md), so CIFAR-100 and ImageNet16-120 stay untouched checks.
+is docs/correlation_nb201_cifar10_n1000_seed0.md, with an independent sample in
+docs/correlation_nb201_cifar10_n1000_seed1.md), so CIFAR-100 and ImageNet16-120 stay untouched checks.
 """
 
 from dataclasses import dataclass

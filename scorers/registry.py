@@ -3,14 +3,16 @@ module under `scorers/proxies/` and every consumer (CLI, service, reports) sees 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from scorers.context import ScoringContext
 
 ProxyFn = Callable[["ScoringContext"], float]
+TapFactory = Callable[["ScoringContext"], AbstractContextManager[Any]]
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class ProxyInfo:
     needs_second_order: bool = False
     summary: str = ""
     typical_cpu_seconds: float | None = None  # measured; see register_proxy
+    taps: Mapping[str, TapFactory] = field(default_factory=dict, compare=False)  # see register_proxy
 
 
 class UnknownProxyError(KeyError):
@@ -47,6 +50,7 @@ def register_proxy(
     paper: str,
     needs_second_order: bool = False,
     typical_cpu_seconds: float | None = None,
+    taps: Mapping[str, TapFactory] | None = None,
 ) -> Callable[[ProxyFn], ProxyFn]:
     """Register `fn(ctx) -> float` under `name`.
 
@@ -55,7 +59,14 @@ def register_proxy(
 
     `typical_cpu_seconds` tells users what a proxy costs before they choose it: CPU seconds per cell,
     measured with bench/correlation.py, NB201 CIFAR-10, batch 64, 1 CPU thread (shared passes split equally
-    between the proxies using them; docs/correlation_nb201_cifar10_n1000_seed0.md). None when not measured.
+    between the proxies using them; docs/correlation_nb201_cifar10_n1000_seed1.md, a run on a quiet machine).
+    None when not measured.
+
+    `taps` lets the proxy observe a shared pass ("loss_gradients" or "input_jacobian") through module hooks
+    instead of running a pass of its own. A context built for the requested proxies calls each of their
+    `factory(ctx)` up front, so a pass carries the hooks of every requested proxy whichever proxy triggers
+    it first; the context manager it makes is entered around the whole pass (all chunks), and the proxy
+    reads it back with `ctx.tap(pass_key, name)`.
     """
 
     def decorator(fn: ProxyFn) -> ProxyFn:
@@ -72,6 +83,7 @@ def register_proxy(
             needs_second_order=needs_second_order,
             summary=summary,
             typical_cpu_seconds=typical_cpu_seconds,
+            taps=dict(taps or {}),
         )
         return fn
 

@@ -1,8 +1,10 @@
-"""Shared fixtures: a real throwaway PostgreSQL server, real SQLite files, the shared data files, and the
-real service running under uvicorn on a free local port."""
+"""Shared fixtures: a real throwaway PostgreSQL server, real SQLite files, the shared data files, the real
+service running under uvicorn on a free local port, and populations written straight through the service
+layer for tests that call the services in-process."""
 
 import glob
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -10,7 +12,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +232,64 @@ def live_service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     limits = {"max_body_bytes": 256 * 1024, "max_batch_items": 200, "max_observations": 100}
     with LiveServer(service_settings(home, url, data_dir=data_dir, **limits)) as server:
         yield server
+
+
+@dataclass(frozen=True)
+class StoredClasses:
+    """Isomorphism classes scored under one configuration: `keys[i]` is class i's canonical key and
+    `cells[i]` its stored cells."""
+
+    fingerprint: str
+    keys: list[str]
+    cells: list[list[str]]
+
+
+def one_cell_per_class(count: int, seed: int, taken: Collection[str] = ()) -> list[str]:
+    """`count` cells of NB201, no two isomorphic and none of a class in `taken`."""
+    from search_spaces import nb201
+
+    picks: dict[str, str] = {}
+    for arch in random.Random(seed).sample(nb201.all_archs(), 4 * count):
+        key = nb201.canonical_key(arch)
+        if key not in taken:
+            picks.setdefault(key, arch)
+        if len(picks) == count:
+            return list(picks.values())
+    raise AssertionError(f"fewer than {count} classes drawn")
+
+
+def store_classes(database: Any, seed: int, cells: list[list[str]], values: list[dict[str, float]]) -> StoredClasses:
+    """Scores written through the service layer, as a worker records them, under the synthetic configuration
+    of `seed`: every cell of class i gets `values[i]` (a non-finite value is stored as a null score)."""
+    from app.services.calibration import CalibrationStore
+    from app.services.configs import ConfigOptions, get_or_create_config, resolve_config
+    from app.services.scores import record_scores
+    from app.services.spaces import architectures_for_strings, ensure_space
+    from app.workers.base import ProxyOutcome
+
+    with database.session() as session:
+        options = ConfigOptions(data="synthetic", seed=seed)
+        resolved = resolve_config(session, CalibrationStore(), "cifar10", options)
+        config = get_or_create_config(session, resolved)
+        space = ensure_space(session, "nb201")
+        keys = []
+        for members, scores in zip(cells, values, strict=True):
+            rows = architectures_for_strings(session, space, members)
+            outcomes = {proxy: ProxyOutcome(value, 0.01) for proxy, value in scores.items()}
+            record_scores(session, member_ids=[row.id for row in rows], computed_from_id=rows[0].id,
+                          config_id=config.id, outcomes=outcomes, device="cpu")
+            keys.append(rows[0].canonical_key)
+    return StoredClasses(resolved.fingerprint, keys, cells)
+
+
+@pytest.fixture(scope="module")
+def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A migrated SQLite file, open as the service opens it, for tests that call services in-process."""
+    from app.db import Database
+    from app.db.migrations import upgrade
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('in-process') / 'nasscore.db'}"
+    upgrade(url)
+    database = Database(url)
+    yield database
+    database.dispose()

@@ -11,7 +11,7 @@ from conftest import CIFAR10_NPZ, NB201_CSV, REPO_ROOT
 from scipy.stats import spearmanr
 
 from app.db import Database
-from app.services.leaderboard import load_scored_population
+from app.services.population import load_scored_population
 from app.services.spaces import sample_architectures
 from search_spaces import nb201
 

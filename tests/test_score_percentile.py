@@ -6,22 +6,22 @@ so is computed; `nasscore score` is checked to print the same standing from the 
 
 import json
 import math
-import random
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import numpy as np
 import pytest
-from conftest import TINY_CONFIG, LiveServer
+from conftest import TINY_CONFIG, LiveServer, one_cell_per_class
 
 from app.cli import main as nasscore_main
 from app.db import Database
 from app.services.calibration import CalibrationStore
 from app.services.configs import ConfigOptions, get_or_create_config, resolve_config
-from app.services.leaderboard import MIN_VOTE_POPULATION, VoteRequest, stored_standing
+from app.services.leaderboard import MIN_VOTE_POPULATION, stored_standing
 from app.services.scores import record_scores
 from app.services.spaces import architectures_for_strings, ensure_space
+from app.services.votes import VoteRequest
 from app.workers.base import ProxyOutcome
 from scorers import DEFAULT_PROXIES, get_proxy
 from scorers.presets import PRESETS
@@ -56,17 +56,6 @@ class Populations:
     cli: Stored
 
 
-def _one_cell_per_class(count: int, seed: int, taken: set[str]) -> list[str]:
-    picks: dict[str, str] = {}
-    for arch in random.Random(seed).sample(nb201.all_archs(), 4 * count):
-        key = nb201.canonical_key(arch)
-        if key not in taken:
-            picks.setdefault(key, arch)
-        if len(picks) == count:
-            return list(picks.values())
-    raise AssertionError(f"fewer than {count} classes drawn")
-
-
 def _store(database: Database, config: dict, classes: list[list[str]], proxies: list[tuple[str, ...]]) -> Stored:
     """Seeded scores under the configuration `config` resolves to; class i (its cells `classes[i]`) gets
     scores of `proxies[i]` only."""
@@ -93,7 +82,7 @@ def populations(live_service: LiveServer) -> Populations:
     only; small: 5 classes; growing: the minimum, for a request that computes a new class; cli: the
     minimum with snip only, under the configuration `nasscore score` resolves to with CLI_CONFIG."""
     twin_key = nb201.canonical_key(TWINS[0])
-    picks = _one_cell_per_class(26 + 5 + 2 * MIN_VOTE_POPULATION + 2, seed=21, taken={twin_key})
+    picks = one_cell_per_class(26 + 5 + 2 * MIN_VOTE_POPULATION + 2, seed=21, taken={twin_key})
     everything = tuple(DEFAULT_PROXIES)
     ranked_classes = [list(TWINS)] + [[arch] for arch in picks[:25]]
     database = Database(live_service.settings.resolved_database_url)
@@ -211,7 +200,7 @@ def test_a_newly_computed_architecture_joins_the_population(live_service: LiveSe
     leaderboard = {"dataset": "cifar10", "config": growing.fingerprint}
     before = live_service.client.get("/v1/leaderboard", params=leaderboard).json()
     assert before["total"] == MIN_VOTE_POPULATION
-    [arch] = _one_cell_per_class(1, seed=22, taken=set(growing.values) | {nb201.canonical_key(TWINS[0])})
+    [arch] = one_cell_per_class(1, seed=22, taken=set(growing.values) | {nb201.canonical_key(TWINS[0])})
     body = _done(_post(live_service, arch, growing.config))
     assert body["cached"] is False and all(score["error"] is None for score in body["scores"].values())
     standing = body["vote"]
@@ -245,7 +234,7 @@ def test_the_cli_prints_the_standing_the_service_answers(
     """`nasscore score` resolves the service's fingerprint from the same options and finds the population in
     the local database (here the service's own)."""
     cli = populations.cli
-    [arch] = _one_cell_per_class(1, seed=23, taken=set(cli.values) | {nb201.canonical_key(TWINS[0])})
+    [arch] = one_cell_per_class(1, seed=23, taken=set(cli.values) | {nb201.canonical_key(TWINS[0])})
     posted = _done(_post(live_service, arch, CLI_CONFIG, proxies=["snip"]))
     monkeypatch.setenv("NASSCORE_DATABASE_URL", live_service.settings.resolved_database_url)
     flags = ["--data", "synthetic", "--batch-size", "8", "--seed", "104", "--proxies", "snip", "--device", "cpu"]

@@ -11,7 +11,7 @@ from conftest import TINY_CONFIG, LiveServer, wait_for_batch, wait_until
 
 from scorers import DEFAULT_PROXIES
 from scorers.calibration import read_image_set
-from search_spaces import nb201
+from search_spaces import SPACES, nb201
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 # Node 1 feeds nothing that reaches the output, so its input op does not matter: an isomorphic pair.
@@ -317,3 +317,17 @@ def test_architecture_pagination_and_filters(live_service: LiveServer) -> None:
     assert _errors(client.get("/v1/architectures", params={"limit": 0})).keys() == {"limit"}
     assert "space" in _errors(client.get("/v1/architectures", params={"space": "darts"}))
     assert "dataset" in _errors(client.get("/v1/architectures", params={"dataset": "mnist"}))
+
+
+def test_a_known_space_with_nothing_stored_is_404_for_every_listing(
+    live_service: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One condition, one status: a space the server knows but holds no architectures of is a missing
+    resource, whether architectures, a leaderboard or correlations are asked of it (an unknown space is 422)."""
+    monkeypatch.setitem(SPACES, "unseeded", nb201)  # known from now on, never seeded: the server already started
+    for path in ("/v1/architectures", "/v1/leaderboard", "/v1/correlations"):
+        response = live_service.client.get(path, params={"space": "unseeded"})
+        assert response.status_code == 404, (path, response.text)
+        assert _errors(response) == {"space": "no architectures of search space 'unseeded' are stored yet"}
+    unknown = live_service.client.get("/v1/architectures", params={"space": "darts"})
+    assert unknown.status_code == 422 and "space" in _errors(unknown)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_CONFIG, LiveServer, service_settings, wait_until
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
 from app.db import Database
 from app.db.migrations import current_revision, head_revision
@@ -103,9 +103,13 @@ def test_observations_import_errors_name_the_problem(sqlite_url: str, tmp_path: 
     assert not_a_number.returncode == 1 and "acc.csv:2" in not_a_number.stderr
 
 
-def _job_counts(database_url: str) -> dict[str, int]:
+def job_counts(database_url: str) -> dict[str, int]:
+    """Batch items per status; none before the command has migrated the database (SQLite creates the file on
+    its first connection, a moment before the tables exist)."""
     database = Database(database_url)
     try:
+        if not inspect(database.engine).has_table(BatchItem.__tablename__):
+            return {}
         with database.read_session() as session:
             return dict(session.execute(select(BatchItem.status, func.count()).group_by(BatchItem.status)).all())
     finally:
@@ -119,14 +123,14 @@ def test_local_batch_survives_ctrl_c_and_resumes(sqlite_url: str, tmp_path: Path
 
     def progressed() -> bool:
         assert interrupted.poll() is None, interrupted.communicate()
-        return Path(sqlite_url.removeprefix("sqlite:///")).exists() and _job_counts(sqlite_url).get("done", 0) >= 3
+        return Path(sqlite_url.removeprefix("sqlite:///")).exists() and job_counts(sqlite_url).get("done", 0) >= 3
 
     wait_until(progressed, 300, "the local batch to make progress")
     interrupted.send_signal(signal.SIGINT)
     output, errors = interrupted.communicate(timeout=120)
     assert interrupted.returncode == 130, errors
     assert "resume" in output and "batch 1 (new)" in output
-    counts = _job_counts(sqlite_url)
+    counts = job_counts(sqlite_url)
     assert counts.get("running", 0) == 0 and counts.get("pending", 0) > 0, "a clean stop hands its items back"
 
     resumed = nasscore(*command[1:], env=env)

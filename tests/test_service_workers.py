@@ -1,10 +1,12 @@
 """The local worker pool and the dispatcher with real spawned processes and real NB201 models: results
 come back, a task that raises fails only itself, a killed worker fails only its task and is replaced,
-and a bad item in a batch is recorded as failed while the rest of the batch completes."""
+a failed supervisor breaks the pool visibly and hands its work back, and a bad item in a batch is recorded
+as failed while the rest of the batch completes."""
 
 import math
 import os
 import signal
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 
@@ -89,6 +91,40 @@ def test_a_killed_worker_fails_its_task_and_is_replaced(pool: LocalPool) -> None
     assert pool.submit(_task()).result(timeout=120).outcomes["synflow"].value > 0
 
 
+def test_a_task_with_an_unknown_init_scheme_fails_naming_it(pool: LocalPool) -> None:
+    with pytest.raises(TaskError, match="unknown init scheme 'xavier'"):
+        pool.submit(_task(init="xavier")).result(timeout=120)
+
+
+def _fail_supervisor(pool: LocalPool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the pool's supervisor loop raise at its next iteration, as a bug in it would."""
+
+    def assign_tasks() -> None:
+        raise RuntimeError("injected supervisor fault")
+
+    monkeypatch.setattr(pool, "_assign_tasks", assign_tasks)
+
+
+def test_a_failed_supervisor_breaks_the_pool_and_fails_its_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    executor = LocalPool(["cpu"], threads=1)
+    try:
+        wait_until(executor.ready, 180, "the worker to start")
+        running = executor.submit(_task(model_params=MODEL | {"channels": 32, "cells_per_stage": 3}))
+        _busy_pid(executor)
+        _fail_supervisor(executor, monkeypatch)
+        queued = executor.submit(_task())  # wakes the supervisor, which then fails
+        for future in (running, queued):
+            with pytest.raises(WorkerDied, match="supervisor failed .*injected supervisor fault"):
+                future.result(timeout=60)
+        assert not executor.running() and not executor.alive() and not executor.ready()
+        assert executor.health()["supervisor"].startswith("failed: the worker pool's supervisor failed")
+        wait_until(lambda: executor.health()["alive"] == 0, 30, "the broken pool to stop its worker")
+        with pytest.raises(WorkerDied, match="supervisor failed"):
+            executor.submit(_task()).result(timeout=1)
+    finally:
+        executor.shutdown()
+
+
 def test_shutdown_fails_unfinished_work() -> None:
     executor = LocalPool(["cpu"], threads=1)
     queued = [executor.submit(_task()) for _ in range(3)]
@@ -101,43 +137,93 @@ def test_shutdown_fails_unfinished_work() -> None:
         executor.submit(_task())
 
 
-def test_dispatcher_records_a_bad_item_and_finishes_the_batch(pool: LocalPool, sqlite_url: str, tmp_path) -> None:
-    upgrade(sqlite_url)
-    database = Database(sqlite_url)
-    store = CalibrationStore()
+def _batch_job(database: Database, store: CalibrationStore, archs: list[str], broken: bool = False) -> int:
+    """A batch of `archs` under the tiny configuration (plus, when `broken`, a cell no worker can build in
+    the middle); returns its id."""
     with database.read_session() as session:
         resolved = resolve_config(session, store, "cifar10", ConfigOptions(**TINY_CONFIG))
-    good = nb201.all_archs()[3000:3004]
     with database.session() as session:
         space = ensure_space(session, "nb201")
-        architectures = get_or_create_architectures(session, space, good)
-        broken = Architecture(space_id=space.id, arch="|broken~0|", canonical_key="broken")
-        session.add(broken)
-        session.flush()
+        architectures = get_or_create_architectures(session, space, archs)
+        if broken:
+            bad = Architecture(space_id=space.id, arch="|broken~0|", canonical_key="broken")
+            session.add(bad)
+            session.flush()
+            architectures.insert(len(architectures) // 2, bad)
         config = get_or_create_config(session, resolved)
         job, _ = jobs.create_job(
             session, kind=JobKind.BATCH, space=space, config=config, proxies=("snip", "grasp", "synflow"),
-            architectures=[*architectures[:2], broken, *architectures[2:]],
+            architectures=architectures,
         )
+        return job.id
+
+
+def _item_states(database: Database, job_id: int) -> list[tuple[str, str | None, object, str | None]]:
+    """(status, claimed_by, lease_until, error) of each of the batch's items."""
+    with database.read_session() as session:
+        query = select(BatchItem.status, BatchItem.claimed_by, BatchItem.lease_until, BatchItem.error)
+        return [tuple(row) for row in session.execute(query.where(BatchItem.batch_id == job_id))]
+
+
+def test_dispatcher_hands_back_the_work_of_a_broken_pool(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upgrade(sqlite_url)
+    database = Database(sqlite_url)
+    store = CalibrationStore()
+    job_id = _batch_job(database, store, [ARCH])
+    executor = LocalPool(["cpu"], threads=1)
+    monkeypatch.setattr(executor, "_assign_tasks", lambda: None)  # holds the task queued, never started
+    dispatcher = Dispatcher(database, executor, store, poll_seconds=0.05)
+    dispatcher.start()
+    try:
+        wait_until(lambda: _item_states(database, job_id)[0][0] == "running", 60, "the dispatcher to claim the item")
+        _fail_supervisor(executor, monkeypatch)
+        executor.submit(_task())  # wakes the supervisor, which then fails
+
+        def handed_back() -> bool:
+            status, owner, lease, _ = _item_states(database, job_id)[0]
+            return status == "pending" and owner is None and lease is None
+
+        wait_until(handed_back, 60, "the item to go back to pending")
+        assert "supervisor failed" in _item_states(database, job_id)[0][3]
+        wait_until(lambda: not executor.alive(), 10, "the pool to report itself dead")
+        dispatcher.wake()
+        time.sleep(0.5)  # ten polls: a dispatcher with a broken executor claims nothing
+        assert _item_states(database, job_id)[0][:3] == ("pending", None, None)
+    finally:
+        dispatcher.stop()
+        executor.shutdown()
+        database.dispose()
+
+
+def test_dispatcher_records_a_bad_item_and_finishes_the_batch(pool: LocalPool, sqlite_url: str) -> None:
+    upgrade(sqlite_url)
+    database = Database(sqlite_url)
+    store = CalibrationStore()
+    job_id = _batch_job(database, store, nb201.all_archs()[3000:3004], broken=True)
     dispatcher = Dispatcher(database, pool, store, poll_seconds=0.05)
     dispatcher.start()
     try:
         def finished() -> bool:
             with database.read_session() as session:
-                return jobs.get_job(session, job.id).status == "done"
+                return jobs.get_job(session, job_id).status == "done"
 
         wait_until(finished, 300, "the batch")
     finally:
         dispatcher.stop()
     with database.read_session() as session:
-        progress = jobs.job_progress(session, jobs.get_job(session, job.id))
+        progress = jobs.job_progress(session, jobs.get_job(session, job_id))
         assert (progress.done, progress.failed, progress.total) == (4, 1, 5)
         [error] = session.execute(select(BatchItem.error).where(BatchItem.status == "failed")).scalars()
         assert "broken" in error
-        assert session.execute(select(func.count()).where(Score.architecture_id == broken.id)).scalar_one() == 0
-        for architecture in architectures:
-            proxies = session.execute(select(Score.proxy).where(Score.architecture_id == architecture.id)).scalars()
-            assert sorted(proxies) == ["grasp", "snip", "synflow"]
+        scored = select(Architecture.arch, Score.proxy).join(Score, Score.architecture_id == Architecture.id)
+        proxies_by_arch: dict[str, list[str]] = {}
+        for arch, proxy in session.execute(scored):
+            proxies_by_arch.setdefault(arch, []).append(proxy)
+        assert {arch: sorted(proxies) for arch, proxies in proxies_by_arch.items()} == {
+            arch: ["grasp", "snip", "synflow"] for arch in nb201.all_archs()[3000:3004]
+        }
     database.dispose()
 
 

@@ -1,5 +1,7 @@
 """Every client mistake becomes a 4xx whose body names the field and the problem:
-`{"detail": "<field>: <problem>", "errors": [{"field": ..., "message": ...}]}`."""
+`{"detail": "<field>: <problem>", "errors": [{"field": ..., "message": ...}]}`. Only the service's own
+input errors count as client mistakes (ServiceError, request validation, HTTP errors); any other exception
+is a server bug and answers 500 with a body of the same shape, logged, and without its details."""
 
 import logging
 from collections.abc import Sequence
@@ -14,6 +16,7 @@ from app.services.errors import ServiceError
 
 log = logging.getLogger("nasscore.api")
 LOCATION_PREFIXES = ("body", "query", "path", "header")
+INTERNAL_ERROR = "internal server error"
 
 
 def error_response(
@@ -52,14 +55,15 @@ async def _on_http_error(_: Request, error: StarletteHTTPException) -> JSONRespo
     return error_response(error.status_code, [("", str(error.detail))], headers=getattr(error, "headers", None))
 
 
-async def _on_value_error(request: Request, error: ValueError) -> JSONResponse:
-    """Last line of defence: a ValueError escaping validation is still the request's fault, not a 500."""
-    log.warning("unvalidated ValueError for %s %s: %s", request.method, request.url.path, error)
-    return error_response(422, [("body", str(error))])
+async def _on_internal_error(request: Request, error: Exception) -> JSONResponse:
+    """A bug, not the request's fault: name it in the log, never in the body. Starlette re-raises the error
+    after this answer, so the server logs its traceback too."""
+    log.error("internal error answering %s %s: %s: %s", request.method, request.url.path, type(error).__name__, error)
+    return error_response(500, [("", INTERNAL_ERROR)])
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(ServiceError, _on_service_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(ValueError, _on_value_error)
+    app.add_exception_handler(Exception, _on_internal_error)

@@ -295,8 +295,8 @@ READY = {
         "imagenet16-120": "synthetic only",
     },
     "workers": {
-        "executor": "local", "workers": 1, "alive": 1, "ready": 1, "busy": 0, "queued": 0, "devices": ["cpu"],
-        "pids": [13127], "threads_per_worker": 2, "restarts": 0,
+        "executor": "local", "supervisor": "running", "workers": 1, "alive": 1, "ready": 1, "busy": 0, "queued": 0,
+        "devices": ["cpu"], "pids": [13127], "threads_per_worker": 2, "restarts": 0,
     },
     "dispatcher": "ok",
 }

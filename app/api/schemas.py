@@ -15,9 +15,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from app.services.configs import ConfigOptions
+from app.services.configs import ConfigIn
 from app.services.leaderboard import MIN_VOTE_POPULATION
-
 
 
 def _one_arch_error(value: Any, handler: ValidatorFunctionWrapHandler) -> str | list[str]:
@@ -40,23 +39,6 @@ T = TypeVar("T")
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class ConfigIn(Strict):
-    """What changes a score; every field is part of the configuration fingerprint."""
-
-    batch_size: int = Field(64, ge=1, le=1024, description="Calibration batch size")
-    sampling: Literal["random", "grasp"] = Field("random", description="How the calibration batch is drawn")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of the batch sampling and of the model's init")
-    init: Literal["default"] = Field("default", description="Weight initialisation scheme (PyTorch defaults)")
-    data: Literal["real", "synthetic"] = Field(
-        "real", description="'real' = the operator's data for the dataset; 'synthetic' = seeded Gaussian images"
-    )
-    channels: int = Field(16, ge=1, le=128, description="Model width C (NB201 trains C=16)")
-    cells_per_stage: int = Field(5, ge=1, le=10, description="Cells per stage N (NB201 trains N=5)")
-
-    def options(self) -> ConfigOptions:
-        return ConfigOptions(**self.model_dump())
 
 
 class VoteIn(Strict):
@@ -309,3 +291,101 @@ class DatasetOut(BaseModel):
     origin: str | None = Field(description="Where they came from (informational)")
     builtin: bool = Field(description="The small real set shipped with nasscore")
     add_command: str | None = Field(description="How an operator adds real data, when there is none")
+
+
+class VoteOut(BaseModel):
+    voters: list[str]
+    method: str
+    preset: str | None = Field(description="The preset voting, null for a list of proxies")
+
+
+class ConfigurationCount(BaseModel):
+    fingerprint: str
+    scores: int
+    architectures: int
+
+
+class PopulationOut(BaseModel):
+    """Which architectures a report covers: one space, one dataset, one configuration."""
+
+    space: str
+    dataset: str
+    metric: str = Field(description="Observation metric the accuracies come from")
+    configuration: ConfigurationOut
+    selected_by: str = Field(description="'request' (named by `config`) or 'most_scores'")
+    size: int = Field(description="Architectures (cells) scored under the configuration")
+    classes: int = Field(description="Isomorphism classes those cells fall into")
+    scores: int = Field(description="Score rows under the configuration")
+    proxies: list[str] = Field(description="Proxies with scores under the configuration")
+    alternatives: list[ConfigurationCount] = Field(description="Other configurations scored on the dataset")
+
+
+class LeaderboardRow(BaseModel):
+    id: int = Field(description="The cell; for a class, its representative (the member with the lowest id)")
+    arch: str
+    canonical_key: str = Field(description="The cell's isomorphism class")
+    members: int = Field(description="Cells of the population in this isomorphism class")
+    members_url: str = Field(description="Lists the class's members")
+    scores: dict[str, float | None] = Field(description="Every stored proxy score (null: not a finite number)")
+    vote: float | None = Field(description="Higher = better; its scale depends on the method")
+    percentile: float | None = Field(description="Share of the others with a lower vote; null below 2 architectures")
+    vote_rank: int | None = Field(description="1 = best vote (ties share the best rank)")
+    rank: int | None = Field(description="Rank by `rank_by`; null when that score is missing")
+    accuracy: float | None = Field(
+        description="Observed accuracy, when known; for a class, the mean over its members' observations"
+    )
+
+
+class LeaderboardOut(BaseModel):
+    population: PopulationOut
+    vote: VoteOut
+    rank_by: str
+    unit: Literal["class", "cell"] = Field(
+        description="What a row is, and what ranks, votes and percentiles are taken over: 'class' (one row per "
+        "isomorphism class, the default) or 'cell' (expand=cells)"
+    )
+    total: int = Field(description="Rows in the whole listing: classes, or cells with expand=cells")
+    limit: int
+    offset: int
+    items: list[LeaderboardRow]
+
+
+class CorrelationFigures(BaseModel):
+    """Signed figures in the registry's direction: positive = orders architectures the right way."""
+
+    n: int = Field(description="Units (classes or cells) with both a score and an observed accuracy")
+    reason: str | None = Field(description="Why figures are null, when they are")
+    spearman_rho: float | None
+    spearman_p: float | None
+    spearman_ci_low: float | None
+    spearman_ci_high: float | None
+    kendall_tau: float | None
+    kendall_p: float | None
+    pearson_rank_r: float | None = Field(description="Pearson r between score rank and accuracy")
+    pearson_rank_p: float | None
+    top_fraction: float
+    top_recall: float | None = Field(description="Share of the true top fraction found in the score's top fraction")
+    best_accuracy_top10: float | None
+    best_accuracy_top100: float | None
+    best_accuracy: float | None
+
+
+class CorrelationOut(CorrelationFigures):
+    """One proxy or the vote: its figures per isomorphism class (an accuracy is the mean of the class's
+    members' observations) and, under `per_cell`, the same figures per cell."""
+
+    name: str
+    kind: str = Field(description="'proxy' or 'vote'")
+    higher_is_better: bool
+    per_cell: CorrelationFigures = Field(description="The same figures with every cell counted")
+
+
+class CorrelationsOut(BaseModel):
+    population: PopulationOut
+    vote: VoteOut
+    unit: Literal["class"] = Field(
+        "class", description="Unit of each entry's own figures: one row per isomorphism class; `per_cell` has cells"
+    )
+    observed: int = Field(description="Isomorphism classes with an observed accuracy (of at least one member)")
+    observed_cells: int = Field(description="Cells of the population with an observed accuracy")
+    correlations: list[CorrelationOut]

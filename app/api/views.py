@@ -1,28 +1,41 @@
-"""ORM rows -> response schemas."""
+"""ORM rows and service results -> response schemas. Kept out of the route modules because `nasscore
+leaderboard` and `nasscore correlate` print, from the local database, the very JSON the API answers."""
 
+import math
+from typing import Any
 from urllib.parse import urlencode
-
-from sqlalchemy.orm import Session
 
 from app.api.schemas import (
     ArchitectureOut,
     BatchLinks,
     BatchOut,
+    ConfigurationCount,
     ConfigurationOut,
+    CorrelationFigures,
+    CorrelationOut,
+    CorrelationsOut,
     DatasetOut,
     FailedItem,
     JobRef,
+    LeaderboardOut,
+    LeaderboardRow,
+    PopulationOut,
     ProxyScore,
+    VoteOut,
 )
-from app.db.models import Architecture, BatchJob, Score, ScoringConfig, SearchSpace
-from app.services import jobs
+from app.db.models import Architecture, BatchJob, Score, ScoringConfig
+from app.services.batches import BatchState
 from app.services.calibration import DatasetData, add_command
+from app.services.leaderboard import Leaderboard
+from app.services.population import ConfigCount, ScoredPopulation, class_population
+from app.services.reports import Correlation, CorrelationSummary
+from app.services.votes import VoteChoice
 
 
-def architecture_out(session: Session, architecture: Architecture) -> ArchitectureOut:
+def architecture_out(architecture: Architecture, space: str) -> ArchitectureOut:
     return ArchitectureOut(
         id=architecture.id,
-        space=session.get(SearchSpace, architecture.space_id).name,
+        space=space,
         arch=architecture.arch,
         canonical_key=architecture.canonical_key,
         benchmark_index=architecture.benchmark_index,
@@ -60,17 +73,16 @@ def job_ref(job: BatchJob) -> JobRef:
     return JobRef(id=job.id, status=job.status, url=batch_url(job.id))
 
 
-def batch_out(session: Session, job: BatchJob, *, resumed: bool = False) -> BatchOut:
-    progress = jobs.job_progress(session, job)
-    config = session.get(ScoringConfig, job.config_id)
+def batch_out(state: BatchState) -> BatchOut:
+    job, progress = state.job, state.progress
     return BatchOut(
         id=job.id,
         url=batch_url(job.id),
         kind=job.kind,
         status=job.status,
-        space=session.get(SearchSpace, job.space_id).name,
-        dataset=config.dataset,
-        configuration=config.fingerprint,
+        space=state.space,
+        dataset=state.config.dataset,
+        configuration=state.config.fingerprint,
         proxies=list(job.proxies),
         total=progress.total,
         done=progress.done,
@@ -83,9 +95,9 @@ def batch_out(session: Session, job: BatchJob, *, resumed: bool = False) -> Batc
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
-        errors=[FailedItem(**row) for row in jobs.failed_items(session, job)] if progress.failed else [],
-        resumed=resumed,
-        links=batch_links(session.get(SearchSpace, job.space_id).name, config),
+        errors=[FailedItem(**row) for row in state.failures],
+        resumed=state.resumed,
+        links=batch_links(state.space, state.config),
     )
 
 
@@ -105,3 +117,89 @@ def dataset_out(data: DatasetData) -> DatasetOut:
         images=data.images, digest=data.pool_digest, origin=data.origin, builtin=data.builtin,
         add_command=None if data.real else add_command(data.dataset),
     )
+
+
+def vote_out(choice: VoteChoice) -> VoteOut:
+    return VoteOut(voters=list(choice.voters), method=choice.method, preset=choice.preset)
+
+
+def population_out(scored: ScoredPopulation) -> PopulationOut:
+    selection = scored.selection
+    return PopulationOut(
+        space=scored.space,
+        dataset=scored.dataset,
+        metric=scored.metric,
+        configuration=configuration_out(selection.config),
+        selected_by=selection.selected_by,
+        size=scored.population.size,
+        classes=class_population(scored.population).size,
+        scores=selection.counts.scores,
+        proxies=list(scored.population.proxies),
+        alternatives=[_count_out(count) for count in selection.alternatives],
+    )
+
+
+def leaderboard_out(board: Leaderboard) -> LeaderboardOut:
+    return LeaderboardOut(
+        population=population_out(board.scored),
+        vote=vote_out(board.choice),
+        rank_by=board.rank_by,
+        unit=board.unit,
+        total=board.total,
+        limit=board.limit,
+        offset=board.offset,
+        items=[
+            LeaderboardRow(
+                id=row.architecture_id,
+                arch=row.arch,
+                canonical_key=row.canonical_key,
+                members=row.members,
+                members_url=class_members_url(board.scored.space, row.canonical_key),
+                scores=row.scores,
+                vote=row.vote,
+                percentile=row.percentile,
+                vote_rank=row.vote_rank,
+                rank=row.rank,
+                accuracy=row.accuracy,
+            )
+            for row in board.rows
+        ],
+    )
+
+
+def class_members_url(space: str, canonical_key: str) -> str:
+    """GET /v1/architectures filtered to one isomorphism class."""
+    return f"/v1/architectures?{urlencode({'space': space, 'canonical': canonical_key})}"
+
+
+def correlations_out(summary: CorrelationSummary) -> CorrelationsOut:
+    return CorrelationsOut(
+        population=population_out(summary.scored),
+        vote=vote_out(summary.choice),
+        observed=summary.observed_classes,
+        observed_cells=summary.observed_cells,
+        correlations=[_correlation_out(entry) for entry in summary.correlations],
+    )
+
+
+def _count_out(count: ConfigCount) -> ConfigurationCount:
+    return ConfigurationCount(fingerprint=count.fingerprint, scores=count.scores, architectures=count.architectures)
+
+
+def _correlation_out(entry: Correlation) -> CorrelationOut:
+    return CorrelationOut(
+        name=entry.name,
+        kind=entry.kind,
+        higher_is_better=entry.higher_is_better,
+        **_figures(entry.per_class),
+        per_cell=CorrelationFigures(**_figures(entry.per_cell)),
+    )
+
+
+def _figures(report: dict[str, Any]) -> dict[str, Any]:
+    return {key: _json_safe(value) for key, value in report.items()}
+
+
+def _json_safe(value: Any) -> Any:
+    """Strict JSON has no NaN: a non-finite figure is reported as null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value

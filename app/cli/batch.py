@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _batch(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from app.api.schemas import ConfigIn
+    from app.services.configs import ConfigIn
     from app.services.errors import ServiceError
 
     try:
@@ -141,39 +141,22 @@ def _local(args: argparse.Namespace, config: Any, archs: list[str] | None) -> in
 
 
 def _create_local_job(runtime: Any, args: argparse.Namespace, config: Any, archs: list[str] | None) -> tuple[int, bool]:
-    from app.db.models import JobKind
-    from app.services import jobs
+    from app.services.batches import ArchitectureSelection, BatchFields, BatchSpec, create_batch
     from app.services.calibration import read_operator_images
-    from app.services.configs import get_or_create_config, validate_proxies
-    from app.services.spaces import (
-        all_architectures,
-        architectures_for_strings,
-        sample_architectures,
-        seed_space,
-    )
 
-    proxies = validate_proxies(args.proxies, "--proxies")
     images = None if args.data in (None, "synthetic") else read_operator_images(args.dataset, Path(args.data), "--data")
-    resolved = runtime.resolve(args.dataset, config.options(), images)
-    with runtime.database.session() as session:
-        space = seed_space(session, args.space)
-        if archs is not None:
-            architectures = architectures_for_strings(session, space, archs)
-        elif args.all:
-            architectures = all_architectures(session, space)
-        else:
-            chosen = sample_architectures(args.space, args.sample, args.seed, "--sample")
-            architectures = architectures_for_strings(session, space, chosen)
-        job, created = jobs.create_job(
-            session,
-            kind=JobKind.BATCH,
-            space=space,
-            config=get_or_create_config(session, resolved),
-            proxies=proxies,
-            architectures=architectures,
-            resume=not args.no_resume,
-        )
-        return job.id, not created
+    selection = ArchitectureSelection(archs=archs, sample=args.sample, seed=args.seed, all=args.all)
+    spec = BatchSpec(
+        space=args.space,
+        dataset=args.dataset,
+        proxies=args.proxies,
+        options=config.options(),
+        selection=selection,
+        resume=not args.no_resume,
+        images=images,
+    )
+    state = create_batch(runtime, spec, fields=BatchFields(proxies="--proxies", archs="--file", sample="--sample"))
+    return state.job.id, state.resumed
 
 
 def _local_state(runtime: Any, job_id: int) -> dict[str, Any]:

@@ -68,7 +68,7 @@ def _print_correlations(args: argparse.Namespace) -> int:
 
 
 def _local_correlations(session: Any, args: argparse.Namespace) -> dict[str, Any]:
-    from app.api.routes.correlations import correlations_out
+    from app.api.views import correlations_out
     from app.services.reports import correlations
 
     return correlations_out(correlations(session, _report_query(args))).model_dump(mode="json")

@@ -71,7 +71,7 @@ def population_params(args: argparse.Namespace) -> dict[str, Any]:
 
 def query_fields(args: argparse.Namespace) -> dict[str, Any]:
     """The population and vote fields of the services' LeaderboardQuery and ReportQuery."""
-    from app.services.leaderboard import VoteRequest
+    from app.services.votes import VoteRequest
 
     vote = VoteRequest(proxies=args.proxies, preset=args.preset, method=args.method)
     return {"space": args.space, "dataset": args.dataset, "config": args.config, "metric": args.metric, "vote": vote}
@@ -153,7 +153,7 @@ def _print_leaderboard(args: argparse.Namespace) -> int:
 
 
 def _local_leaderboard(session: Any, args: argparse.Namespace) -> dict[str, Any]:
-    from app.api.routes.leaderboard import leaderboard_out
+    from app.api.views import leaderboard_out
     from app.services.errors import InvalidInput
     from app.services.leaderboard import LeaderboardQuery, leaderboard
 

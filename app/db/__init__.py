@@ -1,4 +1,5 @@
-"""Persistence: typed ORM models, engine/session factory, migrations and the repository layer."""
+"""Persistence: typed ORM models, the engine and session factory, portable idempotent inserts and the
+migrations. There is no repository layer: the queries live with the services that need them (app/services)."""
 
 from app.db.engine import Database
 

@@ -1,5 +1,10 @@
 """Programmatic Alembic: `nasscore db upgrade`, the server's start-up check and the tests all go through
-here, so the schema only ever comes from the migration scripts."""
+here, so the schema only ever comes from the migration scripts.
+
+The scripts ship inside the package as `app/db/migration_scripts` (package data; in a checkout it is a link
+to the repository's top-level `alembic/` folder), and the configuration is built here rather than read
+from `alembic.ini`, so a wheel install migrates as well as an editable one. `alembic.ini` remains for
+developers running `alembic` from the repository root."""
 
 from pathlib import Path
 
@@ -9,12 +14,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ALEMBIC_INI = REPO_ROOT / "alembic.ini"
+SCRIPT_LOCATION = Path(__file__).with_name("migration_scripts")
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config(str(ALEMBIC_INI))
+    config = Config()
+    # Config values are interpolated: a literal % in the path must be doubled.
+    config.set_main_option("script_location", str(SCRIPT_LOCATION).replace("%", "%%"))
     config.attributes["database_url"] = database_url
     return config
 

@@ -9,8 +9,9 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -39,6 +40,27 @@ class ConfigOptions:
     data: str = "real"
     channels: int = 16
     cells_per_stage: int = 5
+
+
+# The options as the API's `config` body and `nasscore batch`'s flags check them: one model, so both refuse
+# the same values (its docstring is the API's schema description).
+class ConfigIn(BaseModel):
+    """What changes a score; every field is part of the configuration fingerprint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: int = Field(64, ge=1, le=1024, description="Calibration batch size")
+    sampling: Literal["random", "grasp"] = Field("random", description="How the calibration batch is drawn")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of the batch sampling and of the model's init")
+    init: Literal["default"] = Field("default", description="Weight initialisation scheme (PyTorch defaults)")
+    data: Literal["real", "synthetic"] = Field(
+        "real", description="'real' = the operator's data for the dataset; 'synthetic' = seeded Gaussian images"
+    )
+    channels: int = Field(16, ge=1, le=128, description="Model width C (NB201 trains C=16)")
+    cells_per_stage: int = Field(5, ge=1, le=10, description="Cells per stage N (NB201 trains N=5)")
+
+    def options(self) -> ConfigOptions:
+        return ConfigOptions(**self.model_dump())
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.db import Database
 from app.db.models import Architecture, Observation, SearchSpace, utcnow
 from app.db.upsert import upsert
 from app.services.configs import known_datasets, validate_dataset
@@ -71,6 +72,24 @@ def record_observations(
     )
     _record_benchmark_indices(session, architectures, observations)
     return len(rows_by_key)
+
+
+def store_observations(
+    database: Database, spaces: Sequence[str], observations: Sequence[ObservationInput], prefixes: Sequence[str]
+) -> int:
+    """All observations in one transaction, so a request stores all or none; `spaces[i]` is the search space
+    of `observations[i]` (a request may mix spaces), whose errors name `prefixes[i]`."""
+    positions_by_space: dict[str, list[int]] = {}
+    for position, space in enumerate(spaces):
+        positions_by_space.setdefault(space, []).append(position)
+
+    def store(session: Session) -> int:
+        return sum(
+            record_observations(session, space, [observations[p] for p in positions], [prefixes[p] for p in positions])
+            for space, positions in positions_by_space.items()
+        )
+
+    return database.transact(store)
 
 
 def _architecture_per_observation(

@@ -1,10 +1,11 @@
 """Reports on a scored population: how well each proxy and the vote predict the observed accuracies
 (figures and a plot), and exports of the scores as CSV or as NASLib's zero-cost benchmark JSON.
 
-Everything here works on the leaderboard's population snapshot, so a report, the plot, the export and
-the leaderboard always describe the same architectures under the same configuration. The vote is the
-leaderboard's vote over the whole population; the correlations then use the architectures that also
-have an observation, so "the vote ranked #1" means the same thing on every page.
+Everything here works on the leaderboard's population snapshot (app.services.population), so a report,
+the plot, the export and the leaderboard always describe the same architectures under the same
+configuration. The vote is the leaderboard's vote over the whole population; the correlations then use
+the architectures that also have an observation, so "the vote ranked #1" means the same thing on every
+page.
 
 Correlations come in two units. Per isomorphism class (the leaderboard's default rows) is the one whose
 significance means something: isomorphic cells share one score, so counting each of them adds copies,
@@ -23,19 +24,15 @@ from sqlalchemy.orm import Session
 from app.reports.export import export_csv, export_naslib
 from app.reports.plots import Panel, correlation_plot_png
 from app.services.errors import InvalidInput
-from app.services.leaderboard import (
+from app.services.observations import DEFAULT_METRIC
+from app.services.population import (
     Population,
     ScoredPopulation,
-    VoteChoice,
-    VoteRequest,
-    check_vote_request,
-    choose_vote,
     class_population,
     load_scored_population,
-    population_vote,
     require_scored,
 )
-from app.services.observations import DEFAULT_METRIC
+from app.services.votes import VoteChoice, VoteRequest, check_vote_request, choose_vote, population_vote
 from scorers import get_proxy
 from scorers.evaluation import correlation_report
 

@@ -42,6 +42,16 @@ def ensure_space(session: Session, name: str) -> SearchSpace:
     return session.execute(select(SearchSpace).where(SearchSpace.name == name)).scalar_one()
 
 
+def stored_space(session: Session, name: str) -> SearchSpace:
+    """The row of a known space with architectures stored; NotFound while it has none (before start-up
+    seeded it), so a report or listing of it is not mistaken for an empty result."""
+    space_module(name)
+    space = session.execute(select(SearchSpace).where(SearchSpace.name == name)).scalar_one_or_none()
+    if space is None:
+        raise NotFound("space", f"no architectures of search space {name!r} are stored yet")
+    return space
+
+
 def seed_space(session: Session, name: str) -> SearchSpace:
     """The space's row with all its architectures stored (when enumerable), so that every member of an
     isomorphism class exists to receive the class's score. Run at start-up; a no-op once complete."""

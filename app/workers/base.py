@@ -40,7 +40,8 @@ class CalibrationInput:
 
 @dataclass(frozen=True)
 class ScoringTask:
-    """Score `arch` of `space` on a calibration batch, with a model initialised from `seed`."""
+    """Score `arch` of `space` on a calibration batch, with a model initialised by the `init` scheme from
+    `seed`."""
 
     space: str
     arch: str
@@ -101,8 +102,13 @@ class Executor(ABC):
         """Start `task`; the future raises TaskError or WorkerDied on failure."""
 
     @abstractmethod
+    def running(self) -> bool:
+        """Whether the executor still runs tasks, even while it replaces a worker. False once it is shut down
+        or broken: nothing it was given will run any more, so the dispatcher hands those items back."""
+
+    @abstractmethod
     def alive(self) -> bool:
-        """Whether every worker process (or remote engine) is up."""
+        """Whether it is running and every worker process (or remote engine) is up."""
 
     def ready(self) -> bool:
         """Whether the executor is up and warm, i.e. can start a task at once (for /readyz)."""

@@ -96,17 +96,31 @@ class Dispatcher:
             if requeued:
                 log.info("requeued %d abandoned item(s)", requeued)
             self._last_requeue = now
-        if self._futures and now - self._last_lease_renewal >= self.lease_seconds / 3:
+        if not self.executor.running():
+            self._release_in_flight()
+        elif self._futures and now - self._last_lease_renewal >= self.lease_seconds / 3:
             held = [item.item_id for flight in self._futures.values() for item in flight.items]
             self.database.transact(lambda session: jobs.renew_leases(session, self.owner, held, self.lease_seconds))
             self._last_lease_renewal = now
+
+    def _release_in_flight(self) -> None:
+        """The executor stopped running tasks: record what it did finish (or fail), and rather than renew the
+        leases of futures that never will, hand their items back (as after a worker crash) for a working
+        executor to take."""
+        self._collect({future for future in self._futures if future.done()})
+        stranded = list(self._futures.values())
+        self._futures.clear()
+        self._by_key.clear()
+        for flight in stranded:
+            self._release(flight.items, f"the executor stopped before scoring {flight.items[0].arch}")
 
     def _waiting_count(self) -> int:
         return sum(len(flight.items) - 1 for flight in self._futures.values())
 
     def _fill(self) -> None:
-        """Claim items until every worker is busy (or there is nothing left to claim)."""
-        while not self._stopping.is_set():
+        """Claim items until every worker is busy (or there is nothing left to claim); none for an executor
+        that no longer runs tasks."""
+        while not self._stopping.is_set() and self.executor.running():
             free = self.executor.capacity - len(self._futures)
             if free <= 0 or self._waiting_count() >= WAITING_PER_WORKER * self.executor.capacity:
                 return

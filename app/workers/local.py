@@ -1,14 +1,17 @@
 """The local executor: one spawned process per CUDA device (pinned to it) or N CPU processes sharing the
 cores. A supervisor thread feeds tasks to idle workers and collects results; a worker that dies fails only
-the task it held (WorkerDied) and is replaced, so one bad cell never takes the pool down."""
+the task it held (WorkerDied) and is replaced, so one bad cell never takes the pool down. Should the
+supervisor itself fail, the pool is broken: every task it holds or is given fails with WorkerDied and the
+pool reports itself dead, instead of silently keeping its work forever."""
 
+import logging
 import multiprocessing
 import os
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -16,6 +19,8 @@ from typing import Any
 
 from app.workers.base import Executor, ScoringTask, TaskError, TaskResult, WorkerDied
 from app.workers.process import worker_main
+
+log = logging.getLogger("nasscore.pool")
 
 SUPERVISOR_TICK_SECONDS = 1.0
 STOP_GRACE_SECONDS = 5.0
@@ -64,6 +69,7 @@ class LocalPool(Executor):
         self._lock = threading.Lock()
         self._wake_reader, self._wake_writer = self._context.Pipe(duplex=False)
         self._closed = False
+        self._failure: str | None = None  # why the supervisor stopped, once it failed
         for slot in self._slots:
             self._spawn(slot)
         self._supervisor = threading.Thread(target=self._supervise, name="nasscore-pool", daemon=True)
@@ -74,21 +80,32 @@ class LocalPool(Executor):
         return len(self._slots)
 
     def submit(self, task: ScoringTask) -> "Future[TaskResult]":
+        """Queue `task`. A broken pool answers with a future that has already failed (WorkerDied), so a caller
+        releases the work as it would after a crash instead of waiting on it."""
         future: Future[TaskResult] = Future()
         with self._lock:
             if self._closed:
                 raise RuntimeError("the worker pool is shut down")
-            self._queue.append((task, future))
+            failure = self._failure
+            if failure is None:
+                self._queue.append((task, future))
+        if failure is not None:
+            future.set_exception(WorkerDied(failure))
+            return future
         self._wake()
         return future
 
+    def running(self) -> bool:
+        return not self._closed and self._failure is None and self._supervisor.is_alive()
+
     def alive(self) -> bool:
-        return not self._closed and all(s.process is not None and s.process.is_alive() for s in self._slots)
+        return self.running() and all(s.process is not None and s.process.is_alive() for s in self._slots)
 
     def health(self) -> dict[str, Any]:
         with self._lock:
             return {
                 "executor": "local",
+                "supervisor": self._supervisor_state(),
                 "workers": len(self._slots),
                 "alive": sum(1 for s in self._slots if s.process is not None and s.process.is_alive()),
                 "ready": sum(1 for s in self._slots if s.ready),
@@ -103,6 +120,13 @@ class LocalPool(Executor):
     def ready(self) -> bool:
         return self.alive() and all(s.ready for s in self._slots)
 
+    def _supervisor_state(self) -> str:
+        if self._failure is not None:
+            return f"failed: {self._failure}"
+        if self._closed:
+            return "stopped"
+        return "running" if self._supervisor.is_alive() else "dead"
+
     def shutdown(self) -> None:
         with self._lock:
             if self._closed:
@@ -112,11 +136,7 @@ class LocalPool(Executor):
         self._supervisor.join()
         for slot in self._slots:
             self._stop(slot)
-        with self._lock:
-            abandoned = [future for _, future in self._queue]
-            self._queue.clear()
-        for future in abandoned:
-            future.set_exception(WorkerDied("the worker pool shut down before running this task"))
+        self._fail_queued("the worker pool shut down before running this task")
 
     def _wake(self) -> None:
         try:
@@ -137,17 +157,45 @@ class LocalPool(Executor):
         slot.process, slot.connection, slot.ready = process, parent_end, False
 
     def _supervise(self) -> None:
-        while not self._closed:
-            self._assign_tasks()
-            signalled = wait(self._waitables(), timeout=SUPERVISOR_TICK_SECONDS)
-            if self._wake_reader in signalled:
-                while self._wake_reader.poll():
-                    self._wake_reader.recv_bytes()
-            for slot in self._slots:
-                if slot.connection is not None and slot.connection in signalled:
-                    self._receive(slot)
-            for slot in self._slots:
-                self._replace_if_dead(slot)
+        """Run the pool until shutdown. An unexpected error here leaves the slots' bookkeeping untrustworthy,
+        so the pool breaks: it fails all its work and reports itself dead (/readyz turns red)."""
+        try:
+            while not self._closed:
+                self._supervise_once()
+        except Exception as error:
+            log.exception("the worker pool's supervisor failed; failing its tasks and stopping its workers")
+            self._break(f"the worker pool's supervisor failed ({type(error).__name__}: {error})")
+
+    def _supervise_once(self) -> None:
+        self._assign_tasks()
+        signalled = wait(self._waitables(), timeout=SUPERVISOR_TICK_SECONDS)
+        if self._wake_reader in signalled:
+            while self._wake_reader.poll():
+                self._wake_reader.recv_bytes()
+        for slot in self._slots:
+            if slot.connection is not None and slot.connection in signalled:
+                self._receive(slot)
+        for slot in self._slots:
+            self._replace_if_dead(slot)
+
+    def _break(self, failure: str) -> None:
+        """Mark the pool broken, fail every task it holds with WorkerDied and stop its worker processes."""
+        with self._lock:
+            self._failure = failure
+        for slot in self._slots:
+            if slot.current is not None:
+                _fail(slot.current[1], failure)
+                slot.current = None
+        self._fail_queued(failure)
+        for slot in self._slots:
+            self._stop(slot)
+
+    def _fail_queued(self, reason: str) -> None:
+        with self._lock:
+            abandoned = [future for _, future in self._queue]
+            self._queue.clear()
+        for future in abandoned:
+            _fail(future, reason)
 
     def _waitables(self) -> list[Any]:
         waitables: list[Any] = [self._wake_reader]
@@ -222,6 +270,14 @@ class LocalPool(Executor):
             slot.process.kill()
             slot.process.join()
         if slot.current is not None:
-            slot.current[1].set_exception(WorkerDied("the worker pool shut down while running this task"))
+            _fail(slot.current[1], "the worker pool shut down while running this task")
         slot.connection.close()
         slot.process, slot.connection, slot.current = None, None, None
+
+
+def _fail(future: "Future[TaskResult]", reason: str) -> None:
+    """Fail `future` with WorkerDied; one its caller cancelled meanwhile is left as it is."""
+    try:
+        future.set_exception(WorkerDied(reason))
+    except InvalidStateError:
+        pass

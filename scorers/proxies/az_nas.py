@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scorers.context import ScoringContext, forward_hooks, redrawn_parameters
+from scorers.context import ScoringContext
 from scorers.registry import get_proxy, register_proxy
+from scorers.torch_utils import forward_hooks, redrawn_parameters
 
 SEED = 0
 ENTROPY_EPS = 1e-8
@@ -24,7 +25,7 @@ PAPER = "Lee & Ham, AZ-NAS: Assembling Zero-Cost Proxies for Network Architectur
     needs_labels=False,
     higher_is_better=True,
     paper=PAPER,
-    typical_cpu_seconds=0.13,
+    typical_cpu_seconds=0.142,
 )
 def az_expressivity(ctx: ScoringContext) -> float:
     """Σ over the stem and cell outputs of the eigen-entropy of their channel covariance (AZ-NAS s^E).
@@ -41,7 +42,7 @@ def az_expressivity(ctx: ScoringContext) -> float:
     needs_labels=False,
     higher_is_better=True,
     paper=PAPER,
-    typical_cpu_seconds=0.13,
+    typical_cpu_seconds=0.142,
 )
 def az_progressivity(ctx: ScoringContext) -> float:
     """min over consecutive stem/cell outputs of the eigen-entropy increase (AZ-NAS s^P; NaN -> -inf)."""
@@ -54,7 +55,7 @@ def az_progressivity(ctx: ScoringContext) -> float:
     needs_labels=False,
     higher_is_better=True,
     paper=PAPER,
-    typical_cpu_seconds=0.13,
+    typical_cpu_seconds=0.142,
 )
 def az_trainability(ctx: ScoringContext) -> float:
     """Mean over cells of -σ - 1/(σ + 1e-6) + 2, σ the cell's estimated Jacobian spectral norm (AZ-NAS s^T).
@@ -73,7 +74,7 @@ def az_trainability(ctx: ScoringContext) -> float:
     needs_labels=False,
     higher_is_better=True,
     paper=PAPER,
-    typical_cpu_seconds=0.021,
+    typical_cpu_seconds=0.051,
 )
 def az_complexity(ctx: ScoringContext) -> float:
     """The registered `flops` proxy's value (AZ-NAS s^C: the benchmark's FLOPs, larger ranked better)."""

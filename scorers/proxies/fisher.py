@@ -10,8 +10,9 @@ from types import TracebackType
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from scorers.context import ScoringContext, register_tap, sum_over_layers
+from scorers.context import ScoringContext
 from scorers.registry import register_proxy
+from scorers.torch_utils import sum_over_layers
 
 LOSS_PASS = "loss_gradients"
 
@@ -46,9 +47,6 @@ class ChannelSaliency:
         self.saliency[layer] = value if previous is None else previous + value
 
 
-register_tap(LOSS_PASS, "fisher", ChannelSaliency)
-
-
 @register_proxy(
     name="fisher",
     needs_data=True,
@@ -57,6 +55,7 @@ register_tap(LOSS_PASS, "fisher", ChannelSaliency)
     paper="Abdelfattah et al., Zero-Cost Proxies for Lightweight NAS, ICLR 2021 (Fisher pruning: Theis et al. "
     "2018; Turner et al., BlockSwap, ICLR 2020)",
     typical_cpu_seconds=0.087,
+    taps={LOSS_PASS: ChannelSaliency},
 )
 def fisher(ctx: ScoringContext) -> float:
     """Σ over Conv2d/Linear layers and output channels of Δ_k · fan-in, Δ_k = ½·mean_n(Σ_spatial z·∂L/∂z)².

@@ -1,8 +1,9 @@
 """grad_norm: Abdelfattah, Mehrotra, Dudziak & Lane, "Zero-Cost Proxies for Lightweight NAS", ICLR 2021
 (SamsungLabs/zero-cost-nas, `measures/grad_norm.py`)."""
 
-from scorers.context import ScoringContext, sum_over_layers
+from scorers.context import ScoringContext
 from scorers.registry import register_proxy
+from scorers.torch_utils import sum_over_layers
 
 
 @register_proxy(

@@ -2,8 +2,9 @@
 ICLR 2020; summed over weights as a NAS proxy by Abdelfattah et al., "Zero-Cost Proxies for Lightweight
 NAS", ICLR 2021 (whose sign convention, −θ ⊙ Hg, we keep)."""
 
-from scorers.context import ScoringContext, sum_over_layers
+from scorers.context import ScoringContext
 from scorers.registry import register_proxy
+from scorers.torch_utils import sum_over_layers
 
 
 @register_proxy(
@@ -13,7 +14,7 @@ from scorers.registry import register_proxy
     higher_is_better=True,
     paper="Wang et al., Picking Winning Tickets Before Training by Preserving Gradient Flow, ICLR 2020",
     needs_second_order=True,
-    typical_cpu_seconds=0.62,
+    typical_cpu_seconds=0.632,
 )
 def grasp(ctx: ScoringContext) -> float:
     """Σ −θ ⊙ (H g) over Conv2d/Linear weights, g = ∂L/∂θ held constant, BatchNorm in training mode.

@@ -2,8 +2,9 @@
 Lightweight NAS", ICLR 2021) as packaged by NASLib (Krishnakumar et al., "NAS-Bench-Suite-Zero", NeurIPS
 2022 Datasets and Benchmarks), `measures/l2_norm.py`."""
 
-from scorers.context import ScoringContext, sum_over_layers
+from scorers.context import ScoringContext
 from scorers.registry import register_proxy
+from scorers.torch_utils import sum_over_layers
 
 
 @register_proxy(

@@ -7,8 +7,9 @@ import math
 import torch
 from torch import Tensor
 
-from scorers.context import ScoringContext, forward_hooks
+from scorers.context import ScoringContext
 from scorers.registry import register_proxy
+from scorers.torch_utils import forward_hooks
 
 
 @register_proxy(
@@ -18,7 +19,7 @@ from scorers.registry import register_proxy
     higher_is_better=True,
     paper="Jiang et al., MeCo: Zero-Shot NAS with One Data and Single Forward Pass via Minimum Eigenvalue of "
     "Correlation, NeurIPS 2023",
-    typical_cpu_seconds=0.035,
+    typical_cpu_seconds=0.032,
 )
 def meco(ctx: ScoringContext) -> float:
     """Σ over every module's output of λ_min(Pearson correlation of its channels), on the batch's first image.

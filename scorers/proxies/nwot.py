@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from scorers.context import ScoringContext, register_tap
+from scorers.context import ScoringContext
 from scorers.registry import register_proxy
 
 JACOBIAN_PASS = "input_jacobian"
@@ -70,9 +70,6 @@ def _code_kernel(codes: Tensor) -> Tensor:
     return 2 * agree - active[:, None] - active[None, :] + codes.shape[1]
 
 
-register_tap(JACOBIAN_PASS, "nwot", ReluCodeKernel)
-
-
 @register_proxy(
     name="nwot",
     needs_data=True,
@@ -80,6 +77,7 @@ register_tap(JACOBIAN_PASS, "nwot", ReluCodeKernel)
     higher_is_better=True,
     paper="Mellor et al., Neural Architecture Search without Training, ICML 2021",
     typical_cpu_seconds=0.19,
+    taps={JACOBIAN_PASS: ReluCodeKernel},
 )
 def nwot(ctx: ScoringContext) -> float:
     """log|det K|, K the binary ReLU-code kernel of the batch (see ReluCodeKernel), training-mode BatchNorm.

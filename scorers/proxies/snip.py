@@ -2,8 +2,9 @@
 ICLR 2019; used as a NAS proxy (summed over weights) by Abdelfattah et al., "Zero-Cost Proxies for
 Lightweight NAS", ICLR 2021."""
 
-from scorers.context import ScoringContext, sum_over_layers
+from scorers.context import ScoringContext
 from scorers.registry import register_proxy
+from scorers.torch_utils import sum_over_layers
 
 
 @register_proxy(

@@ -5,8 +5,9 @@ conserving synaptic flow", NeurIPS 2020; summed over weights as a NAS proxy by A
 import torch
 from torch import Tensor
 
-from scorers.context import ScoringContext, sum_over_layers
+from scorers.context import ScoringContext
 from scorers.registry import register_proxy
+from scorers.torch_utils import sum_over_layers
 
 
 def _absolute_double(tensor: Tensor) -> Tensor:

@@ -6,8 +6,9 @@ both use it during search."""
 import torch
 from torch import Tensor, nn
 
-from scorers.context import ScoringContext, forward_hooks, redrawn_parameters
+from scorers.context import ScoringContext
 from scorers.registry import register_proxy
+from scorers.torch_utils import forward_hooks, redrawn_parameters
 
 MIXUP_GAMMA = 1e-2
 SEED = 0

@@ -4,8 +4,6 @@ list filtered by space, dataset (scored or observed on it) and isomorphism class
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import ColumnElement, exists, func, or_, select
-from sqlalchemy.orm import Session
 
 from app.api import examples
 from app.api.deps import PageDep, ReadSession
@@ -17,11 +15,12 @@ from app.api.schemas import (
     Page,
 )
 from app.api.views import architecture_out, configuration_out, proxy_score
-from app.db.models import Architecture, Observation, Score, ScoringConfig, SearchSpace
-from app.services.configs import validate_dataset
-from app.services.errors import InvalidInput
-from app.services.observations import observations_for
-from app.services.spaces import get_architecture, normalise, space_module
+from app.services.architectures import (
+    ArchitectureFilter,
+    ArchitectureRecord,
+    architecture_page,
+    architecture_record,
+)
 
 router = APIRouter(prefix="/v1/architectures", tags=["architectures"])
 
@@ -39,32 +38,27 @@ def get_architecture_detail(architecture_id: int, session: ReadSession) -> Archi
     """One architecture (its string, isomorphism class and benchmark index) with every score stored for it,
     grouped by configuration, and every accuracy observed for it. Ids come from POST /v1/scores, the
     leaderboard and GET /v1/architectures."""
-    architecture = get_architecture(session, architecture_id)
+    return _detail_out(architecture_record(session, architecture_id))
+
+
+def _detail_out(record: ArchitectureRecord) -> ArchitectureDetail:
     return ArchitectureDetail(
-        **architecture_out(session, architecture).model_dump(),
-        scores=_scores_by_configuration(session, architecture.id),
+        **architecture_out(record.architecture, record.space).model_dump(),
+        scores=[
+            ConfigurationScores(
+                configuration=configuration_out(entry.config),
+                scores={proxy: proxy_score(score) for proxy, score in entry.scores.items()},
+            )
+            for entry in record.scores
+        ],
         observations=[
             ObservationOut(
                 dataset=o.dataset, metric=o.metric, accuracy=o.accuracy, epochs=o.epochs, source=o.source,
                 observed_at=o.observed_at,
             )
-            for o in observations_for(session, architecture.id)
+            for o in record.observations
         ],
     )
-
-
-def _scores_by_configuration(session: Session, architecture_id: int) -> list[ConfigurationScores]:
-    rows = session.execute(
-        select(Score, ScoringConfig)
-        .join(ScoringConfig, ScoringConfig.id == Score.config_id)
-        .where(Score.architecture_id == architecture_id)
-        .order_by(ScoringConfig.id, Score.proxy)
-    ).all()
-    grouped: dict[int, ConfigurationScores] = {}
-    for score, config in rows:
-        entry = grouped.setdefault(config.id, ConfigurationScores(configuration=configuration_out(config), scores={}))
-        entry.scores[score.proxy] = proxy_score(score)
-    return list(grouped.values())
 
 
 @router.get(
@@ -73,7 +67,7 @@ def _scores_by_configuration(session: Session, architecture_id: int) -> list[Con
     response_model=Page[ArchitectureOut],
     responses={
         200: examples.json_response("A page of architectures", examples.ARCHITECTURE_PAGE),
-        **examples.error_responses(422),
+        **examples.error_responses(404, 422),
     },
 )
 def list_architectures(
@@ -87,40 +81,9 @@ def list_architectures(
     """The stored architectures of one search space, by ascending id: every member of one isomorphism class
     (`canonical`, the leaderboard's `members_url`), one architecture by its string (`arch`), or those scored
     or observed on a `dataset`. The server stores every cell of NAS-Bench-201 at start-up, so unfiltered this
-    pages through all 15,625. 422 for an unknown space or cell string."""
-    space_row = _space(session, space)
-    query = select(Architecture).where(Architecture.space_id == space_row.id)
-    if canonical is not None:
-        query = query.where(Architecture.canonical_key == canonical)
-    if arch is not None:
-        query = query.where(Architecture.arch == normalise(space_module(space), arch, "arch"))
-    if dataset is not None:
-        validate_dataset(dataset)
-        query = query.where(or_(_scored_on(dataset), _observed_on(dataset)))
-    total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-    rows = session.execute(query.order_by(Architecture.id).limit(page.limit).offset(page.offset)).scalars()
-    items = [
-        ArchitectureOut(
-            id=a.id, space=space, arch=a.arch, canonical_key=a.canonical_key, benchmark_index=a.benchmark_index
-        )
-        for a in rows
-    ]
+    pages through all 15,625. 422 for an unknown space or cell string; 404 for a space with no architectures
+    stored yet."""
+    wanted = ArchitectureFilter(space=space, dataset=dataset, canonical=canonical, arch=arch)
+    rows, total = architecture_page(session, wanted, page.limit, page.offset)
+    items = [architecture_out(row, space) for row in rows]
     return Page(items=items, total=total, limit=page.limit, offset=page.offset)
-
-
-def _space(session: Session, name: str) -> SearchSpace:
-    space_module(name)
-    space = session.execute(select(SearchSpace).where(SearchSpace.name == name)).scalar_one_or_none()
-    if space is None:
-        raise InvalidInput("space", f"search space {name!r} has no architectures stored yet")
-    return space
-
-
-def _scored_on(dataset: str) -> ColumnElement[bool]:
-    return exists().where(
-        Score.architecture_id == Architecture.id, Score.config_id == ScoringConfig.id, ScoringConfig.dataset == dataset
-    )
-
-
-def _observed_on(dataset: str) -> ColumnElement[bool]:
-    return exists().where(Observation.architecture_id == Architecture.id, Observation.dataset == dataset)

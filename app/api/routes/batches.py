@@ -4,26 +4,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
 
 from app.api import examples
 from app.api.deps import PageDep, ReadSession, RuntimeDep, SettingsDep
 from app.api.schemas import BatchOut, BatchRequest, Page
 from app.api.views import batch_out
-from app.db.models import Architecture, JobKind, JobStatus, SearchSpace
-from app.services import jobs
-from app.services.configs import get_or_create_config, validate_dataset, validate_proxies
-from app.services.errors import TooLarge
-from app.services.spaces import (
-    all_architectures,
-    architectures_for_strings,
-    ensure_space,
-    enumerate_space,
-    get_or_create_architectures,
-    sample_architectures,
-    space_module,
-)
-from app.settings import Settings
+from app.db.models import JobStatus
+from app.services import batches
+from app.services.batches import ArchitectureSelection, BatchSpec
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
@@ -52,47 +40,25 @@ def create_batch(
     returned instead of starting another (`resumed: true`): the unfinished one, or the finished one with its
     failed items queued again. Items whose scores are already stored complete at once. 413: more
     architectures than the server's batch limit; 400: no real calibration data for the dataset."""
-    space_module(body.space)
-    validate_dataset(body.dataset)
-    proxies = validate_proxies(body.proxies)
-    _check_size(body, settings)
-    resolved = runtime.resolve(body.dataset, body.config.options())
-
-    def create(session: Session) -> BatchOut:
-        space = ensure_space(session, body.space)
-        job, created = jobs.create_job(
-            session,
-            kind=JobKind.BATCH,
-            space=space,
-            config=get_or_create_config(session, resolved),
-            proxies=proxies,
-            architectures=_selected_architectures(session, space, body),
-            resume=body.resume,
-        )
-        return batch_out(session, job, resumed=not created)
-
-    out = runtime.database.transact(create)
-    runtime.wake()
+    out = batch_out(batches.create_batch(runtime, _batch_spec(body), max_items=settings.max_batch_items))
     return JSONResponse(out.model_dump(mode="json"), status_code=202, headers={"Location": out.url})
 
 
-def _check_size(body: BatchRequest, settings: Settings) -> None:
-    limit = settings.max_batch_items
-    if body.archs is not None and len(body.archs) > limit:
-        raise TooLarge("archs", f"{len(body.archs)} architectures exceed the batch limit of {limit}")
-    if body.sample is not None and body.sample.n > limit:
-        raise TooLarge("sample.n", f"{body.sample.n} architectures exceed the batch limit of {limit}")
-    if body.all and len(enumerate_space(body.space, "all")) > limit:
-        raise TooLarge("all", f"the whole {body.space} space exceeds the batch limit of {limit}")
+def _batch_spec(body: BatchRequest) -> BatchSpec:
+    return BatchSpec(
+        space=body.space,
+        dataset=body.dataset,
+        proxies=body.proxies,
+        options=body.config.options(),
+        selection=_selection(body),
+        resume=body.resume,
+    )
 
 
-def _selected_architectures(session: Session, space: SearchSpace, body: BatchRequest) -> list[Architecture]:
-    if body.archs is not None:
-        return get_or_create_architectures(session, space, body.archs, "archs")
-    if body.all:
-        return all_architectures(session, space)
-    chosen = sample_architectures(space.name, body.sample.n, body.sample.seed)
-    return architectures_for_strings(session, space, chosen)
+def _selection(body: BatchRequest) -> ArchitectureSelection:
+    if body.sample is not None:
+        return ArchitectureSelection(sample=body.sample.n, seed=body.sample.seed)
+    return ArchitectureSelection(archs=body.archs, all=body.all)
 
 
 @router.get(
@@ -108,8 +74,8 @@ def list_batches(
 ) -> Page[BatchOut]:
     """Every job, newest first: the batches and the jobs POST /v1/scores queues (`kind: "score"`), with
     their progress; filter by `status`."""
-    found, total = jobs.list_jobs(session, status, page.limit, page.offset)
-    return Page(items=[batch_out(session, job) for job in found], total=total, limit=page.limit, offset=page.offset)
+    states, total = batches.list_batches(session, status, page.limit, page.offset)
+    return Page(items=[batch_out(state) for state in states], total=total, limit=page.limit, offset=page.offset)
 
 
 @router.get(
@@ -125,7 +91,7 @@ def get_batch(batch_id: int, session: ReadSession) -> BatchOut:
     """The batch's state and counts of its items (done, failed, cancelled, pending, running), its rate and
     ETA, up to 10 failed items with their errors, and the links to its population's reports. Poll it until
     `status` is `done` or `cancelled`."""
-    return batch_out(session, jobs.get_job(session, batch_id))
+    return batch_out(batches.describe_batch(session, batch_id))
 
 
 @router.delete(
@@ -140,9 +106,4 @@ def get_batch(batch_id: int, session: ReadSession) -> BatchOut:
 def cancel_batch(batch_id: int, runtime: RuntimeDep) -> BatchOut:
     """Cancels the batch's pending items; the scores already computed stay stored. 409 when the batch has
     already finished."""
-    def cancel(session: Session) -> BatchOut:
-        job = jobs.cancel_job(session, batch_id)
-        session.flush()
-        return batch_out(session, job)
-
-    return runtime.database.transact(cancel)
+    return batch_out(batches.cancel_batch(runtime.database, batch_id))

@@ -7,8 +7,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from app.api import examples
-from app.api.deps import ReadSession
-from app.api.routes.leaderboard import ERRORS, PopulationDep
+from app.api.deps import PopulationDep, ReadSession
 from app.services.reports import export_population
 
 router = APIRouter(prefix="/v1", tags=["reports"])
@@ -32,7 +31,7 @@ router = APIRouter(prefix="/v1", tags=["reports"])
                 }
             },
         },
-        **ERRORS,
+        **examples.error_responses(404, 422),
     },
 )
 def get_export(

@@ -7,14 +7,12 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy.orm import Session
 
 from app.api import examples
 from app.api.deps import RuntimeDep, SettingsDep
 from app.api.schemas import ObservationIn, ObservationsStored
-from app.runtime import Runtime
 from app.services.errors import InvalidInput, TooLarge
-from app.services.observations import ObservationInput, record_observations
+from app.services.observations import ObservationInput, store_observations
 
 router = APIRouter(prefix="/v1/observations", tags=["observations"])
 _ONE = TypeAdapter(ObservationIn)
@@ -52,24 +50,9 @@ async def post_observations(request: Request, runtime: RuntimeDep, settings: Set
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InvalidInput("body", f"not valid JSON: {error}") from None
     items, prefixes = _validated(payload, settings.max_observations)
-    stored = await run_in_threadpool(_store, runtime, items, prefixes)
+    spaces, inputs = [item.space for item in items], [_to_input(item) for item in items]
+    stored = await run_in_threadpool(store_observations, runtime.database, spaces, inputs, prefixes)
     return ObservationsStored(received=len(items), stored=stored)
-
-
-def _store(runtime: Runtime, items: list[ObservationIn], prefixes: list[str]) -> int:
-    """All observations in one transaction, grouped by search space."""
-    by_space: dict[str, list[int]] = {}
-    for position, item in enumerate(items):
-        by_space.setdefault(item.space, []).append(position)
-
-    def store(session: Session) -> int:
-        stored = 0
-        for space, positions in by_space.items():
-            inputs = [_to_input(items[p]) for p in positions]
-            stored += record_observations(session, space, inputs, [prefixes[p] for p in positions])
-        return stored
-
-    return runtime.database.transact(store)
 
 
 def _validated(payload: Any, limit: int) -> tuple[list[ObservationIn], list[str]]:

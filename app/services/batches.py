@@ -1,0 +1,163 @@
+"""Batches: many architectures of one space scored in the background under one configuration, persisted as
+a job (app.services.jobs) so they survive restarts. POST /v1/batches and `nasscore batch` both start them
+here, so they select the same architectures, resume the same batch and refuse the same input; only the
+names errors give the input differ (the API's body fields, the command's flags)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from app.db import Database
+from app.db.models import Architecture, BatchJob, JobKind, ScoringConfig, SearchSpace
+from app.services import jobs
+from app.services.configs import ConfigOptions, get_or_create_config, validate_dataset, validate_proxies
+from app.services.errors import TooLarge
+from app.services.spaces import (
+    all_architectures,
+    architectures_for_strings,
+    ensure_space,
+    enumerate_space,
+    get_or_create_architectures,
+    sample_architectures,
+    space_module,
+)
+from scorers.calibration import ImageSet
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class ArchitectureSelection:
+    """Exactly one of: `archs` (in any accepted spelling), `sample` distinct cells drawn with `seed`, or
+    `all` of the space."""
+
+    archs: Sequence[object] | None = None
+    sample: int | None = None
+    seed: int = 0
+    all: bool = False
+
+
+@dataclass(frozen=True)
+class BatchFields:
+    """What errors call the parts of a batch request: POST /v1/batches's body fields by default."""
+
+    proxies: str = "proxies"
+    archs: str = "archs"
+    sample: str = "sample.n"
+    all: str = "all"
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """A batch as asked for; `images` are a local file's real images (`nasscore batch --data`), None to draw
+    the calibration batch from the dataset's data in the database."""
+
+    space: str
+    dataset: str
+    proxies: Sequence[str] | None
+    options: ConfigOptions
+    selection: ArchitectureSelection
+    resume: bool = True
+    images: ImageSet | None = None
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """A job and everything its progress report shows, read in one session."""
+
+    job: BatchJob
+    space: str
+    config: ScoringConfig
+    progress: jobs.JobProgress
+    failures: list[dict[str, Any]]
+    resumed: bool = False
+
+
+def create_batch(
+    runtime: Runtime, spec: BatchSpec, *, max_items: int | None = None, fields: BatchFields = BatchFields()
+) -> BatchState:
+    """Queue the batch (or, with `spec.resume`, return the identical one, its failed items queued again) and
+    wake the dispatcher. What needs no database is checked first, so a bad request costs nothing;
+    `max_items` is the server's limit (413), None for a local run, whose size is the operator's call."""
+    space_module(spec.space)
+    validate_dataset(spec.dataset)
+    proxies = validate_proxies(spec.proxies, fields.proxies)
+    if max_items is not None:
+        _check_size(spec.space, spec.selection, max_items, fields)
+    resolved = runtime.resolve(spec.dataset, spec.options, spec.images)
+
+    def create(session: Session) -> BatchState:
+        space = ensure_space(session, spec.space)
+        job, created = jobs.create_job(
+            session,
+            kind=JobKind.BATCH,
+            space=space,
+            config=get_or_create_config(session, resolved),
+            proxies=proxies,
+            architectures=select_architectures(session, space, spec.selection, fields),
+            resume=spec.resume,
+        )
+        return batch_state(session, job, resumed=not created)
+
+    state = runtime.database.transact(create)
+    runtime.wake()
+    return state
+
+
+def select_architectures(
+    session: Session, space: SearchSpace, selection: ArchitectureSelection, fields: BatchFields = BatchFields()
+) -> list[Architecture]:
+    """The stored rows of the selected architectures (unknown ones of a list are added)."""
+    if selection.archs is not None:
+        return get_or_create_architectures(session, space, selection.archs, fields.archs)
+    if selection.all:
+        return all_architectures(session, space)
+    chosen = sample_architectures(space.name, selection.sample, selection.seed, fields.sample)
+    return architectures_for_strings(session, space, chosen)
+
+
+def batch_state(session: Session, job: BatchJob, *, resumed: bool = False) -> BatchState:
+    progress = jobs.job_progress(session, job)
+    return BatchState(
+        job=job,
+        space=session.get(SearchSpace, job.space_id).name,
+        config=session.get(ScoringConfig, job.config_id),
+        progress=progress,
+        failures=jobs.failed_items(session, job) if progress.failed else [],
+        resumed=resumed,
+    )
+
+
+def describe_batch(session: Session, batch_id: int) -> BatchState:
+    return batch_state(session, jobs.get_job(session, batch_id))
+
+
+def list_batches(session: Session, status: str | None, limit: int, offset: int) -> tuple[list[BatchState], int]:
+    """A page of every job, newest first (batches and the jobs POST /v1/scores queues), and their count."""
+    found, total = jobs.list_jobs(session, status, limit, offset)
+    return [batch_state(session, job) for job in found], total
+
+
+def cancel_batch(database: Database, batch_id: int) -> BatchState:
+    """Cancel the job's pending items, reporting its state as the same transaction leaves it."""
+
+    def cancel(session: Session) -> BatchState:
+        job = jobs.cancel_job(session, batch_id)
+        session.flush()
+        return batch_state(session, job)
+
+    return database.transact(cancel)
+
+
+def _check_size(space: str, selection: ArchitectureSelection, limit: int, fields: BatchFields) -> None:
+    if selection.archs is not None and len(selection.archs) > limit:
+        raise TooLarge(fields.archs, f"{len(selection.archs)} architectures exceed the batch limit of {limit}")
+    if selection.sample is not None and selection.sample > limit:
+        raise TooLarge(fields.sample, f"{selection.sample} architectures exceed the batch limit of {limit}")
+    if selection.all and len(enumerate_space(space, fields.all)) > limit:
+        raise TooLarge(fields.all, f"the whole {space} space exceeds the batch limit of {limit}")

@@ -1,0 +1,339 @@
+"""Populations: every architecture of a space scored under ONE configuration, as a snapshot of arrays that
+the leaderboard, the vote standing, the reports and the export all read.
+
+Proxy values depend on the calibration data, the seed and the model, so scores of two fingerprints are
+never mixed. Loading a population (all its score columns in one query) is the expensive step, so a snapshot
+is cached per database and reused while cheap stamps are unchanged: scores are insert-only, so a
+configuration's (row count, highest id) changes whenever its population does, and an observation import
+moves the (count, latest observed_at) of its dataset and metric.
+
+Isomorphic cells (one `canonical_key`) compute the same function and share one recorded score, so a
+population also comes collapsed to one row per isomorphism class (`class_population`).
+"""
+
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, and_, func, select
+from sqlalchemy.orm import Session
+
+from app.db.models import Architecture, Observation, Score, ScoringConfig, SearchSpace
+from app.services.configs import validate_dataset, validate_proxies
+from app.services.errors import InvalidInput, NotFound
+from app.services.observations import DEFAULT_METRIC
+from app.services.spaces import space_module, stored_space
+
+SELECTED_BY_REQUEST = "request"
+SELECTED_BY_MOST_SCORES = "most_scores"
+MIN_FINGERPRINT_PREFIX = 6
+CACHED_SNAPSHOTS = 16
+
+
+@dataclass(frozen=True)
+class ConfigCount:
+    """How much of a space one configuration has scored."""
+
+    config_id: int
+    fingerprint: str
+    scores: int
+    architectures: int
+
+
+@dataclass(frozen=True)
+class ConfigSelection:
+    """The configuration a population comes from, why it was chosen, and the others for the dataset."""
+
+    config: ScoringConfig
+    selected_by: str
+    counts: ConfigCount
+    alternatives: tuple[ConfigCount, ...]
+
+
+@dataclass(eq=False)
+class Population:
+    """An immutable snapshot: rows are architectures (ascending id), columns are proxies (sorted).
+
+    `values`/`seconds` are NaN where a score is missing or stored as null; `present` tells them apart.
+    `members` is the number of the population's cells in each row's isomorphism class.
+    Votes and orderings are memoised here, so they live exactly as long as the snapshot.
+    """
+
+    architecture_ids: np.ndarray
+    archs: np.ndarray
+    proxies: tuple[str, ...]
+    values: np.ndarray
+    seconds: np.ndarray
+    present: np.ndarray
+    accuracy: np.ndarray
+    canonical_keys: np.ndarray
+    members: np.ndarray
+    _memo: dict[Hashable, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def size(self) -> int:
+        return int(self.architecture_ids.size)
+
+    def column(self, proxy: str) -> np.ndarray:
+        return self.values[:, self.proxies.index(proxy)]
+
+    def memo(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """A value derived from this snapshot, computed once (a benign race may compute it twice)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+
+@dataclass(frozen=True)
+class ScoredPopulation:
+    space: str
+    dataset: str
+    metric: str
+    selection: ConfigSelection
+    population: Population
+
+
+class StampedCache:
+    """Values keyed by what they describe, valid only while their stamp (a cheap query result) matches."""
+
+    def __init__(self, max_entries: int = CACHED_SNAPSHOTS) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[Hashable, tuple[Hashable, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, stamp: Hashable, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] == stamp:
+                self._entries.move_to_end(key)
+                return entry[1]
+        value = compute()
+        with self._lock:
+            self._entries[key] = (stamp, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return value
+
+
+_CACHES: "weakref.WeakKeyDictionary[Engine, StampedCache]" = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def cache_for(session: Session) -> StampedCache:
+    """One cache per engine, so two databases never share snapshots and a disposed one frees its own."""
+    bind = session.get_bind()
+    with _CACHES_LOCK:
+        if bind not in _CACHES:
+            _CACHES[bind] = StampedCache()
+        return _CACHES[bind]
+
+
+def load_scored_population(
+    session: Session, space: str, dataset: str, config: str | None = None, metric: str = DEFAULT_METRIC
+) -> ScoredPopulation:
+    """The population of `space` scored on `dataset` under one configuration, with observed accuracies.
+
+    `config` is a fingerprint (or a unique prefix of at least 6 characters); without it the configuration
+    with the most scores for the space and dataset is used, and the others are listed as alternatives.
+    """
+    space_module(space)
+    validate_dataset(dataset)
+    space_row = stored_space(session, space)
+    cache = cache_for(session)
+    stamps = _dataset_config_stamps(session, dataset)
+    selection = _select_configuration(session, cache, space_row, dataset, config, stamps)
+    stamp = (stamps[selection.config.id], _observation_stamp(session, dataset, metric))
+    population = cache.get(
+        ("population", space_row.id, selection.config.id, dataset, metric),
+        stamp,
+        lambda: _load_population(session, space_row.id, selection.config.id, dataset, metric),
+    )
+    return ScoredPopulation(space, dataset, metric, selection, population)
+
+
+def class_population(population: Population) -> Population:
+    """One row per isomorphism class, memoised on the cell snapshot.
+
+    A class's row is its representative, the member with the lowest id (ids never change, so neither does
+    the representative; on a seeded space id order is the benchmark's order), with the representative's
+    scores: the service records one class score for every member. Its accuracy is the mean of its members'
+    observed accuracies, so a class counts once however many of its cells were trained.
+    """
+    return population.memo(("classes",), lambda: _collapse_classes(population))
+
+
+def require_scored(population: Population, proxies: Sequence[str], config: ScoringConfig) -> tuple[str, ...]:
+    """Known proxy names without repeats, each with scores in the population; errors name `proxies[i]`."""
+    names = validate_proxies(list(proxies), "proxies")
+    for position, name in enumerate(proxies):
+        if name not in population.proxies:
+            raise InvalidInput(
+                f"proxies[{position}]",
+                f"configuration {config.fingerprint[:12]} has no {name!r} scores; "
+                f"it has: {', '.join(population.proxies)}",
+            )
+    return names
+
+
+def _collapse_classes(population: Population) -> Population:
+    """Classes in ascending representative id, as the cell snapshot orders its rows."""
+    keys = population.canonical_keys
+    _, first_rows, sorted_class_of_row = np.unique(keys, return_index=True, return_inverse=True)
+    by_representative = np.argsort(first_rows)
+    representatives = first_rows[by_representative]
+    class_of_row = np.argsort(by_representative)[sorted_class_of_row.ravel()]
+    return Population(
+        architecture_ids=population.architecture_ids[representatives],
+        archs=population.archs[representatives],
+        proxies=population.proxies,
+        values=population.values[representatives],
+        seconds=population.seconds[representatives],
+        present=population.present[representatives],
+        accuracy=_mean_per_class(population.accuracy, class_of_row, representatives.size),
+        canonical_keys=keys[representatives],
+        members=np.bincount(class_of_row, minlength=representatives.size),
+    )
+
+
+def _mean_per_class(accuracy: np.ndarray, class_of_row: np.ndarray, classes: int) -> np.ndarray:
+    """Mean of each class's finite accuracies; NaN for a class with none observed."""
+    observed = np.isfinite(accuracy)
+    totals = np.bincount(class_of_row, weights=np.where(observed, accuracy, 0.0), minlength=classes)
+    counts = np.bincount(class_of_row, weights=observed, minlength=classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, totals / counts, np.nan)
+
+
+def _select_configuration(
+    session: Session,
+    cache: StampedCache,
+    space: SearchSpace,
+    dataset: str,
+    fingerprint: str | None,
+    stamps: dict[int, tuple[int, int]],
+) -> ConfigSelection:
+    counts: tuple[ConfigCount, ...] = cache.get(
+        ("config-counts", space.id, dataset),
+        tuple(sorted(stamps.items())),
+        lambda: _config_counts(session, space.id, list(stamps)),
+    )
+    if fingerprint is not None:
+        config = _named_configuration(session, fingerprint, dataset)
+        chosen = next((count for count in counts if count.config_id == config.id), None)
+        if chosen is None:
+            raise NotFound("config", f"no {space.name} architectures are scored under configuration {fingerprint}")
+        selected_by = SELECTED_BY_REQUEST
+    else:
+        if not counts:
+            raise NotFound("dataset", f"no {space.name} architectures have been scored on {dataset!r} yet")
+        chosen, selected_by = counts[0], SELECTED_BY_MOST_SCORES
+        config = session.get(ScoringConfig, chosen.config_id)
+    alternatives = tuple(count for count in counts if count.config_id != chosen.config_id)
+    return ConfigSelection(config, selected_by, chosen, alternatives)
+
+
+def _named_configuration(session: Session, fingerprint: str, dataset: str) -> ScoringConfig:
+    text = fingerprint.strip().lower()
+    if len(text) < MIN_FINGERPRINT_PREFIX:
+        raise InvalidInput("config", f"give the fingerprint or at least its first {MIN_FINGERPRINT_PREFIX} characters")
+    matches = list(
+        session.execute(select(ScoringConfig).where(ScoringConfig.fingerprint.startswith(text, autoescape=True)))
+        .scalars()
+        .all()
+    )
+    if not matches:
+        raise NotFound("config", f"no configuration with fingerprint {fingerprint!r}")
+    if len(matches) > 1:
+        raise InvalidInput("config", f"fingerprint prefix {fingerprint!r} matches {len(matches)} configurations")
+    [config] = matches
+    if config.dataset != dataset:
+        raise InvalidInput("config", f"configuration {fingerprint!r} scores {config.dataset!r}, not {dataset!r}")
+    return config
+
+
+def _dataset_config_stamps(session: Session, dataset: str) -> dict[int, tuple[int, int]]:
+    """(row count, highest id) of the scores of each configuration of the dataset: index-only, so cheap."""
+    rows = session.execute(
+        select(Score.config_id, func.count(), func.max(Score.id))
+        .join(ScoringConfig, ScoringConfig.id == Score.config_id)
+        .where(ScoringConfig.dataset == dataset)
+        .group_by(Score.config_id)
+    ).all()
+    return {config_id: (count, highest) for config_id, count, highest in rows}
+
+
+def _config_counts(session: Session, space_id: int, config_ids: list[int]) -> tuple[ConfigCount, ...]:
+    """Scores and scored architectures of the space per configuration, most scores first (then oldest)."""
+    if not config_ids:
+        return ()
+    rows = session.execute(
+        select(Score.config_id, ScoringConfig.fingerprint, func.count(), func.count(Score.architecture_id.distinct()))
+        .join(Architecture, Architecture.id == Score.architecture_id)
+        .join(ScoringConfig, ScoringConfig.id == Score.config_id)
+        .where(Architecture.space_id == space_id, Score.config_id.in_(config_ids))
+        .group_by(Score.config_id, ScoringConfig.fingerprint)
+    ).all()
+    counts = [ConfigCount(*row) for row in rows]
+    return tuple(sorted(counts, key=lambda count: (-count.scores, count.config_id)))
+
+
+def _observation_stamp(session: Session, dataset: str, metric: str) -> tuple[int, datetime | None]:
+    return tuple(
+        session.execute(
+            select(func.count(), func.max(Observation.observed_at)).where(
+                Observation.dataset == dataset, Observation.metric == metric
+            )
+        ).one()
+    )
+
+
+def _load_population(session: Session, space_id: int, config_id: int, dataset: str, metric: str) -> Population:
+    """Two queries: every score of the configuration, then the scored architectures with their accuracy."""
+    scores = session.execute(
+        select(Score.architecture_id, Score.proxy, Score.value, Score.seconds)
+        .join(Architecture, Architecture.id == Score.architecture_id)
+        .where(Score.config_id == config_id, Architecture.space_id == space_id)
+    ).all()
+    scored_ids = select(Score.architecture_id).where(Score.config_id == config_id)
+    observed = and_(
+        Observation.architecture_id == Architecture.id, Observation.dataset == dataset, Observation.metric == metric
+    )
+    architectures = session.execute(
+        select(Architecture.id, Architecture.arch, Observation.accuracy, Architecture.canonical_key)
+        .outerjoin(Observation, observed)
+        .where(Architecture.space_id == space_id, Architecture.id.in_(scored_ids))
+        .order_by(Architecture.id)
+    ).all()
+    return _pivot(scores, architectures)
+
+
+def _pivot(scores: Sequence[Any], architectures: Sequence[Any]) -> Population:
+    architecture_ids = np.array([row[0] for row in architectures], dtype=np.int64)
+    archs = np.array([row[1] for row in architectures], dtype=object)
+    accuracy = np.array([np.nan if row[2] is None else row[2] for row in architectures], dtype=float)
+    canonical_keys = np.array([row[3] for row in architectures], dtype=object)
+    proxies = tuple(sorted({row[1] for row in scores}))
+    column_of = {proxy: column for column, proxy in enumerate(proxies)}
+    shape = (architecture_ids.size, len(proxies))
+    values, seconds, present = np.full(shape, np.nan), np.full(shape, np.nan), np.zeros(shape, dtype=bool)
+    if scores:
+        rows = np.searchsorted(architecture_ids, np.fromiter((row[0] for row in scores), np.int64, len(scores)))
+        columns = np.fromiter((column_of[row[1]] for row in scores), np.intp, len(scores))
+        values[rows, columns] = np.array([row[2] for row in scores], dtype=float)
+        seconds[rows, columns] = np.array([row[3] for row in scores], dtype=float)
+        present[rows, columns] = True
+    return Population(
+        architecture_ids, archs, proxies, values, seconds, present, accuracy, canonical_keys, _class_sizes(canonical_keys)
+    )
+
+
+def _class_sizes(canonical_keys: np.ndarray) -> np.ndarray:
+    """Each row's number of cells in the population with its canonical key."""
+    _, class_of_row, counts = np.unique(canonical_keys, return_inverse=True, return_counts=True)
+    return counts[class_of_row.ravel()]
