@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve test postgres-server bench clean
+.PHONY: setup serve test lint postgres-server bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ postgres-server:
 serve: setup
 	$(VENV)/bin/nasscore serve --host $(HOST) --port $(PORT)
 
+# ruff (lint + format check), then mypy: strict on scorers/ and search_spaces/, checked on app/ (see pyproject.toml).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy --strict scorers search_spaces
+	$(VENV)/bin/mypy app
+
 test: setup postgres-server
 	$(PY) -m pytest -q
 
@@ -35,4 +42,4 @@ bench: setup
 	$(PY) bench/score_speed.py
 
 clean:
-	rm -rf $(VENV) .nasscore .pytest_cache
+	rm -rf $(VENV) .nasscore .pytest_cache .mypy_cache .ruff_cache

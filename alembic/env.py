@@ -1,9 +1,9 @@
 """Alembic environment: the URL comes from the caller (`nasscore db upgrade` passes it as an attribute)
 or from the nasscore settings, so one configuration drives the service and its migrations."""
 
-from alembic import context
 from sqlalchemy import Connection
 
+from alembic import context
 from app.db.engine import make_engine
 from app.db.models import Base
 from app.settings import Settings

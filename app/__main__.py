@@ -1,1 +1,3 @@
-from app.cli import main; raise SystemExit(main())
+from app.cli import main
+
+raise SystemExit(main())

@@ -80,12 +80,20 @@ class Runtime:
     def _log_data(self) -> None:
         with self.database.read_session() as session:
             for data in calibration.describe_datasets(session):
-                if data.real:
-                    log.info("data: %s = %d real images, sha256:%s (%s)", data.dataset, data.images,
-                             data.pool_digest[:12], data.origin)
+                if data.pool_digest is not None:  # data.real
+                    log.info(
+                        "data: %s = %d real images, sha256:%s (%s)",
+                        data.dataset,
+                        data.images,
+                        data.pool_digest[:12],
+                        data.origin,
+                    )
                 else:
-                    log.info("data: %s has no real images (add them with %s)", data.dataset,
-                             calibration.add_command(data.dataset))
+                    log.info(
+                        "data: %s has no real images (add them with %s)",
+                        data.dataset,
+                        calibration.add_command(data.dataset),
+                    )
 
     def resolve(self, dataset: str, options: ConfigOptions, images: ImageSet | None = None) -> ResolvedConfig:
         """Bind request options to a calibration batch (reads only; store it with `get_or_create_config`)."""

@@ -42,9 +42,7 @@ class Settings(BaseSettings):
         60.0, gt=0, description="A running item whose worker stopped renewing for this long is requeued."
     )
     max_attempts: int = Field(3, ge=1, le=20, description="Tries per item when its worker process dies.")
-    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
-        "info", description="Server log level."
-    )
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="Server log level.")
 
     @property
     def resolved_database_url(self) -> str:

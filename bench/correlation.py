@@ -80,8 +80,21 @@ def main() -> None:
     args = _parse_arguments()
     home = args.home or ROOT / ".nasscore" / f"bench-correlation-{'all' if args.all else args.seed}"
     _run(_batch_command(args, home))
-    _run(["observations", "import", str(ACCURACIES), "--dataset", "cifar10", "--acc-col", "cifar10_test_acc",
-          "--index-col", "index", "--home", str(home)])
+    _run(
+        [
+            "observations",
+            "import",
+            str(ACCURACIES),
+            "--dataset",
+            "cifar10",
+            "--acc-col",
+            "cifar10_test_acc",
+            "--index-col",
+            "index",
+            "--home",
+            str(home),
+        ]
+    )
     rows, classes, cells = _evaluate(home, args)
     command = " ".join(["python -m bench.correlation", *sys.argv[1:]])
     stem = args.out / f"correlation_nb201_cifar10_{'all' if args.all else f'n{cells.size}_seed{args.seed}'}"
@@ -109,8 +122,19 @@ def _parse_arguments() -> argparse.Namespace:
 
 def _batch_command(args: argparse.Namespace, home: Path) -> list[str]:
     selection = ["--all"] if args.all else ["--sample", str(args.sample), "--seed", str(args.seed)]
-    return ["batch", "nb201", *selection, "--data", str(CALIBRATION), "--proxies", *args.proxies,
-            "--workers", str(args.workers), "--home", str(home)]
+    return [
+        "batch",
+        "nb201",
+        *selection,
+        "--data",
+        str(CALIBRATION),
+        "--proxies",
+        *args.proxies,
+        "--workers",
+        str(args.workers),
+        "--home",
+        str(home),
+    ]
 
 
 def _run(argv: list[str]) -> None:
@@ -134,8 +158,14 @@ def _evaluate(home: Path, args: argparse.Namespace) -> tuple[list[Row], Unit, Un
         name: float(np.nanmean(population.seconds[sampled, population.proxies.index(name)])) for name in args.proxies
     }
     results = [
-        Row(name, "proxy", name, class_unit.report((name,), None, args.bootstrap),
-            cell_unit.report((name,), None, args.bootstrap), seconds[name])
+        Row(
+            name,
+            "proxy",
+            name,
+            class_unit.report((name,), None, args.bootstrap),
+            cell_unit.report((name,), None, args.bootstrap),
+            seconds[name],
+        )
         for name in args.proxies
     ]
     for preset in PRESETS.values():
@@ -157,8 +187,9 @@ def _load_population(home: Path) -> Population:
         database.dispose()
 
 
-def _markdown(rows: list[Row], classes: Unit, cells: Unit, args: argparse.Namespace, command: str,
-              png_name: str) -> str:
+def _markdown(
+    rows: list[Row], classes: Unit, cells: Unit, args: argparse.Namespace, command: str, png_name: str
+) -> str:
     ordered = sorted(rows, key=lambda row: (row.kind != "preset", -(row.per_class["spearman_rho"] or -2)))
     sample = "all cells" if args.all else f"{cells.size:,} cells drawn with seed {args.seed}"
     lines = [
@@ -195,8 +226,12 @@ def _markdown(rows: list[Row], classes: Unit, cells: Unit, args: argparse.Namesp
             f"{_signed(by_class['kendall_tau'])} | {_plain(by_class['top_recall'])} | {by_cell['n']:,} | "
             f"{_signed(by_cell['spearman_rho'])} | {_interval(by_cell)} | {published} | {row.seconds_per_cell:.3f} |"
         )
-    lines += ["", "Published ρ over all 15,625 cells (per cell): snip, grasp, synflow from Abdelfattah et al. "
-              "(ICLR 2021), azn from Lee & Ham (AZ-NAS, CVPR 2024).", ""]
+    lines += [
+        "",
+        "Published ρ over all 15,625 cells (per cell): snip, grasp, synflow from Abdelfattah et al. "
+        "(ICLR 2021), azn from Lee & Ham (AZ-NAS, CVPR 2024).",
+        "",
+    ]
     lines += [f"![rho per proxy]({png_name})", ""]
     return "\n".join(lines)
 
@@ -206,8 +241,8 @@ def _bar_chart_png(rows: list[Row], classes: Unit, cells: Unit) -> bytes:
     highlighted, best at the top."""
     ordered = sorted(rows, key=lambda row: row.per_class["spearman_rho"] or -2)
     rho = np.array([row.per_class["spearman_rho"] or 0.0 for row in ordered])
-    low = np.array([row.per_class["spearman_ci_low"] or value for row, value in zip(ordered, rho)])
-    high = np.array([row.per_class["spearman_ci_high"] or value for row, value in zip(ordered, rho)])
+    low = np.array([row.per_class["spearman_ci_low"] or value for row, value in zip(ordered, rho, strict=False)])
+    high = np.array([row.per_class["spearman_ci_high"] or value for row, value in zip(ordered, rho, strict=False)])
     cell_rho = np.array([row.per_cell["spearman_rho"] or 0.0 for row in ordered])
     figure = Figure(figsize=(7.5, 0.32 * len(ordered) + 1.2), dpi=110, layout="constrained")
     FigureCanvasAgg(figure)
@@ -216,12 +251,14 @@ def _bar_chart_png(rows: list[Row], classes: Unit, cells: Unit) -> bytes:
     axis.barh(range(len(ordered)), rho, xerr=np.vstack([rho - low, high - rho]), color=colours, capsize=2)
     axis.scatter(cell_rho, range(len(ordered)), color="black", marker="o", s=10, zorder=3)
     axis.set_yticks(range(len(ordered)), [row.name for row in ordered])
-    for position, (value, right) in enumerate(zip(rho, high)):
+    for position, (value, right) in enumerate(zip(rho, high, strict=False)):
         axis.text(max(right, 0) + 0.015, position, f"{value:+.3f}", va="center", fontsize=8)
     axis.axvline(0.9, color="grey", linestyle="--", linewidth=1)
     axis.set_xlim(min(0.0, rho.min() - 0.05, cell_rho.min() - 0.05), 1.08)
-    axis.set_xlabel("Spearman ρ with CIFAR-10 test accuracy per class (95 % bootstrap CI); dots: per cell; "
-                    "orange: vote presets", fontsize=8)
+    axis.set_xlabel(
+        "Spearman ρ with CIFAR-10 test accuracy per class (95 % bootstrap CI); dots: per cell; orange: vote presets",
+        fontsize=8,
+    )
     axis.set_title(f"NAS-Bench-201, {classes.size:,} isomorphism classes ({cells.size:,} cells)")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")

@@ -49,8 +49,14 @@ SHAPES: dict[str, dict[str, object]] = {
 def populate(database_url: str, seed: int) -> str:
     """Scores for every cell under one synthetic configuration, plus observations; returns the fingerprint."""
     config = ResolvedConfig(
-        dataset="cifar10", data_source="synthetic:leaderboard-bench", batch_size=1,
-        sampling="random", seed=seed, init="default", proxy_version=PROXY_IMPLEMENTATION_VERSION, model_params={},
+        dataset="cifar10",
+        data_source="synthetic:leaderboard-bench",
+        batch_size=1,
+        sampling="random",
+        seed=seed,
+        init="default",
+        proxy_version=PROXY_IMPLEMENTATION_VERSION,
+        model_params={},
     )
     database = Database(database_url)
     try:
@@ -59,8 +65,16 @@ def populate(database_url: str, seed: int) -> str:
             stored = get_or_create_config(session, config)
             rng = np.random.default_rng(seed)
             rows = [
-                {"architecture_id": a.id, "config_id": stored.id, "proxy": proxy, "value": float(rng.lognormal()),
-                 "seconds": 0.01, "device": "cpu", "error": None, "computed_from_id": a.id}
+                {
+                    "architecture_id": a.id,
+                    "config_id": stored.id,
+                    "proxy": proxy,
+                    "value": float(rng.lognormal()),
+                    "seconds": 0.01,
+                    "device": "cpu",
+                    "error": None,
+                    "computed_from_id": a.id,
+                }
                 for a in architectures
                 for proxy in PROXIES
             ]
@@ -93,8 +107,16 @@ def add_one_score(database_url: str, fingerprint: str) -> None:
                 select(ScoringConfig.id).where(ScoringConfig.fingerprint == fingerprint)
             ).scalar_one()
             architecture_id = session.execute(select(func.min(Score.architecture_id))).scalar_one()
-            row = {"architecture_id": architecture_id, "config_id": config_id, "proxy": "params", "value": 1.0,
-                   "seconds": 0.0, "device": "cpu", "error": None, "computed_from_id": architecture_id}
+            row = {
+                "architecture_id": architecture_id,
+                "config_id": config_id,
+                "proxy": "params",
+                "value": 1.0,
+                "seconds": 0.0,
+                "device": "cpu",
+                "error": None,
+                "computed_from_id": architecture_id,
+            }
             insert_ignore(session, Score.__table__, [row], unique=["architecture_id", "config_id", "proxy"])
     finally:
         database.dispose()
@@ -115,8 +137,11 @@ def measure(backend: str, database_url: str, home: Path, requests: int) -> list[
     upgrade(database_url)
     started = time.perf_counter()
     fingerprint = populate(database_url, seed=0)
-    print(f"[{backend}] wrote 15,625 x {len(PROXIES)} scores and the observations in "
-          f"{time.perf_counter() - started:.1f} s", flush=True)
+    print(
+        f"[{backend}] wrote 15,625 x {len(PROXIES)} scores and the observations in "
+        f"{time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
     results = []
     with LiveServer(service_settings(home, database_url, data_dir=home / "data")) as server:
         for name, params in SHAPES.items():
@@ -138,8 +163,10 @@ def report(backend: str, results: list[tuple[str, float, np.ndarray]]) -> None:
         flag = "" if p95 < TARGET_P95_MS else "  (over target)"
         print(f"{name:<32}{cold:>9.1f}{p50:>8.1f}{p95:>8.1f}{warm.max():>8.1f}{flag}")
     every = np.concatenate([warm for _, _, warm in results])
-    print(f"{'all warm requests':<32}{'':>9}{np.percentile(every, 50):>8.1f}{np.percentile(every, 95):>8.1f}"
-          f"{every.max():>8.1f}")
+    print(
+        f"{'all warm requests':<32}{'':>9}{np.percentile(every, 50):>8.1f}{np.percentile(every, 95):>8.1f}"
+        f"{every.max():>8.1f}"
+    )
 
 
 @contextmanager

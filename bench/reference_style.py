@@ -58,8 +58,10 @@ def snip(net_orig: nn.Module, inputs: Tensor, targets: Tensor) -> float:
     net.zero_grad()
     F.cross_entropy(_logits(net(inputs)), targets).backward()
     return _sum_layers(
-        [layer.weight_mask.grad.abs() if layer.weight_mask.grad is not None else torch.zeros_like(layer.weight)
-         for layer in _scored_layers(net)]
+        [
+            layer.weight_mask.grad.abs() if layer.weight_mask.grad is not None else torch.zeros_like(layer.weight)
+            for layer in _scored_layers(net)
+        ]
     )
 
 
@@ -75,13 +77,15 @@ def grasp(net_orig: nn.Module, inputs: Tensor, targets: Tensor) -> float:
         F.cross_entropy(_logits(net(inputs)), targets), weights, create_graph=True, allow_unused=True
     )
     z = 0
-    for fixed, live in zip(first, second):
+    for fixed, live in zip(first, second, strict=False):
         if fixed is not None:
             z += (fixed.data * live).sum()
     z.backward()
     return _sum_layers(
-        [-layer.weight.data * layer.weight.grad if layer.weight.grad is not None else torch.zeros_like(layer.weight)
-         for layer in layers]
+        [
+            -layer.weight.data * layer.weight.grad if layer.weight.grad is not None else torch.zeros_like(layer.weight)
+            for layer in layers
+        ]
     )
 
 
@@ -95,8 +99,12 @@ def synflow(net_orig: nn.Module, inputs: Tensor, targets: Tensor) -> float:
     ones = torch.ones([1, *inputs.shape[1:]], dtype=torch.float64, device=inputs.device)
     torch.sum(_logits(net(ones))).backward()
     return _sum_layers(
-        [(layer.weight * layer.weight.grad).abs() if layer.weight.grad is not None else torch.zeros_like(layer.weight)
-         for layer in _scored_layers(net)]
+        [
+            (layer.weight * layer.weight.grad).abs()
+            if layer.weight.grad is not None
+            else torch.zeros_like(layer.weight)
+            for layer in _scored_layers(net)
+        ]
     )
 
 

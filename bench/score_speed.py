@@ -81,9 +81,11 @@ def main() -> None:
     threads = configure_cpu_threads(args.threads)
     batch = load_calibration_batch("cifar10", args.data, batch_size=args.batch_size, seed=args.seed)
     cells = sample_cells(args.cells, args.seed)
-    print(f"{len(cells)} NB201 cells (seed {args.seed}), batch {len(batch.targets)} [{batch.description}], "
-          f"{threads} thread(s), torch {torch.__version__}, best of {args.repeats}, "
-          f"baseline {'without' if args.no_gc else 'with'} gc.collect() per measure")
+    print(
+        f"{len(cells)} NB201 cells (seed {args.seed}), batch {len(batch.targets)} [{batch.description}], "
+        f"{threads} thread(s), torch {torch.__version__}, best of {args.repeats}, "
+        f"baseline {'without' if args.no_gc else 'with'} gc.collect() per measure"
+    )
     warm = nb201.build_model(cells[0])
     time_fused(warm, batch.inputs, batch.targets)
     time_reference(warm, batch.inputs, batch.targets, not args.no_gc)
@@ -96,9 +98,9 @@ def main() -> None:
         model = nb201.build_model(arch)
         runs = {
             "reference": fastest(
-                lambda: time_reference(model, batch.inputs, batch.targets, not args.no_gc), args.repeats
+                lambda model=model: time_reference(model, batch.inputs, batch.targets, not args.no_gc), args.repeats
             ),
-            "fused": fastest(lambda: time_fused(model, batch.inputs, batch.targets), args.repeats),
+            "fused": fastest(lambda model=model: time_fused(model, batch.inputs, batch.targets), args.repeats),
         }
         for side, (values, wall, cpu) in runs.items():
             totals[side]["wall"] += wall
@@ -121,6 +123,7 @@ def print_summary(seconds: dict, totals: dict, worst: dict, count: int) -> None:
     for clock in ("wall", "cpu"):
         ref, ours = totals["reference"][clock] / count, totals["fused"][clock] / count
         print(f"{'total ' + clock:<10}{ref:>18.4f}{ours:>14.4f}{ref / ours:>9.2f}x")
+
 
 if __name__ == "__main__":
     main()

@@ -55,8 +55,13 @@ def run_batch(workers: int, cells: int, seed: int, npz: Path) -> dict:
     (home / "data").mkdir()
     (home / "data" / "cifar10.npz").symlink_to(npz)
     port = free_port()
-    env = os.environ | {"NASSCORE_HOME": str(home), "NASSCORE_WORKERS": str(workers), "NASSCORE_PORT": str(port),
-                        "NASSCORE_DEVICE": "cpu", "NASSCORE_LOG_LEVEL": "warning"}
+    env = os.environ | {
+        "NASSCORE_HOME": str(home),
+        "NASSCORE_WORKERS": str(workers),
+        "NASSCORE_PORT": str(port),
+        "NASSCORE_DEVICE": "cpu",
+        "NASSCORE_LOG_LEVEL": "warning",
+    }
     env.pop("NASSCORE_DATABASE_URL", None)
     subprocess.run([NASSCORE, "db", "upgrade"], env=env, check=True, capture_output=True)
     server = subprocess.Popen([NASSCORE, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -72,8 +77,14 @@ def run_batch(workers: int, cells: int, seed: int, npz: Path) -> dict:
         server.wait(timeout=120)
     started, finished = (datetime.fromisoformat(batch[key]) for key in ("started_at", "finished_at"))
     seconds = (finished - started).total_seconds()
-    return {"workers": workers, "cells": batch["total"], "failed": batch["failed"], "seconds": seconds,
-            "per_cell": seconds / batch["total"], "computed": distinct_computations(home)}
+    return {
+        "workers": workers,
+        "cells": batch["total"],
+        "failed": batch["failed"],
+        "seconds": seconds,
+        "per_cell": seconds / batch["total"],
+        "computed": distinct_computations(home),
+    }
 
 
 def distinct_computations(home: Path) -> int:
@@ -99,9 +110,23 @@ def import_seconds(csv_path: Path) -> float:
     subprocess.run([NASSCORE, "db", "upgrade"], env=env, check=True, capture_output=True)
     started = time.perf_counter()
     subprocess.run(
-        [NASSCORE, "observations", "import", str(csv_path), "--dataset", "cifar10", "--arch-col", "arch",
-         "--acc-col", "cifar10_test_acc", "--index-col", "index"],
-        env=env, check=True, capture_output=True,
+        [
+            NASSCORE,
+            "observations",
+            "import",
+            str(csv_path),
+            "--dataset",
+            "cifar10",
+            "--arch-col",
+            "arch",
+            "--acc-col",
+            "cifar10_test_acc",
+            "--index-col",
+            "index",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
     )
     return time.perf_counter() - started
 

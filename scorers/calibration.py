@@ -94,8 +94,13 @@ class ImageSet:
     def digest(self) -> str:
         """SHA-256 (hex) of the dataset, its normalisation, the shape, the pixels and the labels."""
         spec = _dataset_spec(self.dataset)
-        header = {"v": DIGEST_VERSION, "dataset": spec.name, "mean": spec.mean, "std": spec.std,
-                  "shape": list(self.images.shape)}
+        header = {
+            "v": DIGEST_VERSION,
+            "dataset": spec.name,
+            "mean": spec.mean,
+            "std": spec.std,
+            "shape": list(self.images.shape),
+        }
         digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
         digest.update(np.ascontiguousarray(self.images).tobytes())
         digest.update(self.labels.astype("<i8").tobytes())
@@ -291,9 +296,7 @@ def _cifar_batch(file: Path, label_key: str, image_size: int) -> tuple[np.ndarra
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
         raise CalibrationDataError(f"{file.name}: 'data' must be a uint8 N×(3·H·W) array")
     if data.shape[1] != 3 * image_size * image_size:
-        raise CalibrationDataError(
-            f"{file.name}: rows of {data.shape[1]} values, expected 3×{image_size}×{image_size}"
-        )
+        raise CalibrationDataError(f"{file.name}: rows of {data.shape[1]} values, expected 3×{image_size}×{image_size}")
     images = data.reshape(-1, 3, image_size, image_size)
     return images, np.asarray(content[label_key])
 
@@ -313,8 +316,7 @@ def _check_images(images: np.ndarray, labels: np.ndarray, spec: DatasetSpec, nam
         raise CalibrationDataError(f"{name}: labels must be integers, got {labels.dtype}")
     if len(labels) and (labels.min() < 0 or labels.max() >= spec.num_classes):
         raise CalibrationDataError(
-            f"{name}: labels span {labels.min()}..{labels.max()}, "
-            f"outside 0..{spec.num_classes - 1} for {spec.name}"
+            f"{name}: labels span {labels.min()}..{labels.max()}, outside 0..{spec.num_classes - 1} for {spec.name}"
         )
 
 

@@ -22,7 +22,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -168,7 +168,7 @@ class ScoringContext:
             cached = self._cache[key]
             if isinstance(cached, _Failure):
                 raise cached.error
-            return cached
+            return cast(T, cached)
         seconds, value = self._timed(lambda: compute(self))
         self._seconds[key] = seconds
         self._cache[key] = value
@@ -275,13 +275,15 @@ class ScoringContext:
 
 def _gradient_dot(constant: Gradients, graph: Sequence[Tensor | None]) -> Tensor:
     """z = Σ g·∂L/∂θ over layers where both exist; its gradient is the Hessian-gradient product."""
-    terms = [(fixed * live).sum() for fixed, live in zip(constant, graph) if fixed is not None and live is not None]
+    terms = [
+        (fixed * live).sum()
+        for fixed, live in zip(constant, graph, strict=False)
+        if fixed is not None and live is not None
+    ]
     if not terms:
         raise RuntimeError("the loss does not depend on any Conv2d/Linear weight")
     return torch.stack(terms).sum()
 
 
 def _accumulate(total: Gradients, grads: Sequence[Tensor | None]) -> Gradients:
-    return [
-        new if old is None else old if new is None else old + new for old, new in zip(total, grads, strict=True)
-    ]
+    return [new if old is None else old if new is None else old + new for old, new in zip(total, grads, strict=True)]

@@ -6,7 +6,7 @@ import torch
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
-    """"auto" (CUDA when present, else CPU), "cpu", "cuda" or "cuda:N" -> a usable `torch.device`.
+    """ "auto" (CUDA when present, else CPU), "cpu", "cuda" or "cuda:N" -> a usable `torch.device`.
 
     Raises ValueError with an actionable message for malformed names or a CUDA device that is absent.
     """

@@ -17,9 +17,17 @@ BEST_PICK_COUNTS: tuple[int, ...] = (10, 100)
 _BOOTSTRAP_BLOCK_ELEMENTS = 1 << 21
 
 _FIGURES = (
-    "spearman_rho", "spearman_p", "spearman_ci_low", "spearman_ci_high",
-    "kendall_tau", "kendall_p", "pearson_rank_r", "pearson_rank_p",
-    "top_recall", *(f"best_accuracy_top{count}" for count in BEST_PICK_COUNTS), "best_accuracy",
+    "spearman_rho",
+    "spearman_p",
+    "spearman_ci_low",
+    "spearman_ci_high",
+    "kendall_tau",
+    "kendall_p",
+    "pearson_rank_r",
+    "pearson_rank_p",
+    "top_recall",
+    *(f"best_accuracy_top{count}" for count in BEST_PICK_COUNTS),
+    "best_accuracy",
 )
 
 
@@ -51,8 +59,7 @@ def correlation_report(
     report.update(dict.fromkeys(_FIGURES))
     if observed.size < MIN_ARCHITECTURES:
         report["reason"] = (
-            f"needs at least {MIN_ARCHITECTURES} architectures with an observed accuracy, "
-            f"got {observed.size}"
+            f"needs at least {MIN_ARCHITECTURES} architectures with an observed accuracy, got {observed.size}"
         )
         return report
     report.update(_best_picks(score_rank, observed))
@@ -85,9 +92,12 @@ def _correlations(score_rank: np.ndarray, accuracy: np.ndarray) -> dict[str, flo
     kendall = stats.kendalltau(score_rank, accuracy)
     pearson = stats.pearsonr(score_rank, accuracy)
     return {
-        "spearman_rho": float(spearman.statistic), "spearman_p": float(spearman.pvalue),
-        "kendall_tau": float(kendall.statistic), "kendall_p": float(kendall.pvalue),
-        "pearson_rank_r": float(pearson.statistic), "pearson_rank_p": float(pearson.pvalue),
+        "spearman_rho": float(spearman.statistic),
+        "spearman_p": float(spearman.pvalue),
+        "kendall_tau": float(kendall.statistic),
+        "kendall_p": float(kendall.pvalue),
+        "pearson_rank_r": float(pearson.statistic),
+        "pearson_rank_p": float(pearson.pvalue),
     }
 
 
@@ -128,9 +138,7 @@ def _tie_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return groups, order, starts
 
 
-def _resampled_ranks(
-    draws: np.ndarray, tie_groups: tuple[np.ndarray, np.ndarray, np.ndarray]
-) -> np.ndarray:
+def _resampled_ranks(draws: np.ndarray, tie_groups: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
     """Average rank each architecture gets within each resample (row of `draws`)."""
     groups, order, starts = tie_groups
     group_size = np.add.reduceat(draws[:, order], starts, axis=1)
@@ -160,7 +168,7 @@ def _top_membership(values: np.ndarray, size: int) -> np.ndarray:
     threshold = np.sort(values)[-size]
     above = values > threshold
     at_threshold = values == threshold
-    membership = above.astype(float)
+    membership: np.ndarray = above.astype(float)
     membership[at_threshold] = (size - np.count_nonzero(above)) / np.count_nonzero(at_threshold)
     return membership
 
@@ -174,9 +182,6 @@ def _top_recall(score_rank: np.ndarray, accuracy: np.ndarray, fraction: float) -
 def _best_picks(score_rank: np.ndarray, accuracy: np.ndarray) -> dict[str, float]:
     """Best accuracy among the score's first picks; among tied scores the worse accuracy comes first."""
     pick_order = np.lexsort((accuracy, -score_rank))
-    figures = {
-        f"best_accuracy_top{count}": float(accuracy[pick_order[:count]].max())
-        for count in BEST_PICK_COUNTS
-    }
+    figures = {f"best_accuracy_top{count}": float(accuracy[pick_order[:count]].max()) for count in BEST_PICK_COUNTS}
     figures["best_accuracy"] = float(accuracy.max())
     return figures

@@ -19,16 +19,23 @@ run). Everything else keeps its own forward. Third-order derivatives are not sup
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import once_differentiable
 
 ConvParams = tuple[list[int], list[int], list[int], int]
+# What an autograd backward returns: one gradient (or None) per forward input.
+Gradients = tuple[Tensor | None, ...]
+
+
+def _apply(function: type[torch.autograd.Function], *args: Any) -> Any:
+    """`function.apply(*args)`; torch leaves `Function.apply` unannotated."""
+    return function.apply(*args)  # type: ignore[no-untyped-call]  # unannotated in torch
 
 
 def _convolution_backward(
@@ -36,7 +43,16 @@ def _convolution_backward(
 ) -> tuple[Tensor | None, Tensor | None]:
     stride, padding, dilation, groups = params
     grad_input, grad_weight, _ = torch.ops.aten.convolution_backward(
-        grad_output, inputs, weight, None, stride, padding, dilation, False, [0] * len(stride), groups,
+        grad_output,
+        inputs,
+        weight,
+        None,
+        stride,
+        padding,
+        dilation,
+        False,
+        [0] * len(stride),
+        groups,
         [need_input, need_weight, False],
     )
     return grad_input, grad_weight
@@ -47,8 +63,13 @@ class _Conv2dGradients(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: FunctionCtx, grad_output: Tensor, inputs: Tensor, weight: Tensor, params: ConvParams,
-        need_input: bool, need_weight: bool,
+        ctx: Any,
+        grad_output: Tensor,
+        inputs: Tensor,
+        weight: Tensor,
+        params: ConvParams,
+        need_input: bool,
+        need_weight: bool,
     ) -> tuple[Tensor | None, Tensor | None]:
         ctx.save_for_backward(grad_output, inputs, weight)
         ctx.params = params
@@ -56,7 +77,7 @@ class _Conv2dGradients(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, through_input: Tensor | None, through_weight: Tensor | None) -> tuple:
+    def backward(ctx: Any, through_input: Tensor | None, through_weight: Tensor | None) -> Gradients:
         grad_output, inputs, weight = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.params
         need_grad_output, need_inputs, need_weight = ctx.needs_input_grad[:3]
@@ -73,10 +94,11 @@ class _Conv2dGradients(torch.autograd.Function):
         if want_inputs or want_weight:
             # One kernel call gives both: its input gradient uses `through_weight` as the filter and its
             # weight gradient uses `through_input` as the input.
+            # want_weight implies through_input is given, want_inputs that through_weight is.
             d_inputs, d_weight = _convolution_backward(
                 grad_output,
-                through_input if want_weight else inputs,
-                through_weight if want_inputs else weight,
+                through_input if want_weight and through_input is not None else inputs,
+                through_weight if want_inputs and through_weight is not None else weight,
                 ctx.params,
                 want_inputs,
                 want_weight,
@@ -88,18 +110,18 @@ class _Conv2d(torch.autograd.Function):
     """`F.conv2d` whose backward is `_Conv2dGradients`, hence cheaply differentiable twice."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, inputs: Tensor, weight: Tensor, bias: Tensor | None, params: ConvParams) -> Tensor:
+    def forward(ctx: Any, inputs: Tensor, weight: Tensor, bias: Tensor | None, params: ConvParams) -> Tensor:
         ctx.save_for_backward(inputs, weight)
         ctx.params = params
         stride, padding, dilation, groups = params
         return F.conv2d(inputs, weight, bias, stride, padding, dilation, groups)
 
     @staticmethod
-    def backward(ctx: Any, grad_output: Tensor) -> tuple:
+    def backward(ctx: Any, grad_output: Tensor) -> Gradients:
         inputs, weight = ctx.saved_tensors
         need_inputs, need_weight, need_bias = ctx.needs_input_grad[:3]
-        grad_inputs, grad_weight = _Conv2dGradients.apply(
-            grad_output, inputs, weight, ctx.params, need_inputs, need_weight
+        grad_inputs, grad_weight = _apply(
+            _Conv2dGradients, grad_output, inputs, weight, ctx.params, need_inputs, need_weight
         )
         grad_bias = grad_output.sum((0, 2, 3)) if need_bias else None
         return grad_inputs, grad_weight, grad_bias, None
@@ -128,18 +150,23 @@ class _BatchNormInputGradient(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: FunctionCtx, grad_output: Tensor, inputs: Tensor, weight: Tensor | None, mean: Tensor, invstd: Tensor,
+        ctx: Any,
+        grad_output: Tensor,
+        inputs: Tensor,
+        weight: Tensor | None,
+        mean: Tensor,
+        invstd: Tensor,
         eps: float,
     ) -> Tensor:
         grad_input, _, _ = torch.ops.aten.native_batch_norm_backward(
             grad_output, inputs, weight, None, None, mean, invstd, True, eps, [True, False, False]
         )
         ctx.save_for_backward(grad_output, inputs, weight, mean, invstd)
-        return grad_input
+        return grad_input  # type: ignore[no-any-return]  # aten ops are unannotated
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, cotangent: Tensor) -> tuple:
+    def backward(ctx: Any, cotangent: Tensor) -> Gradients:
         grad_output, inputs, weight, mean, invstd = ctx.saved_tensors
         need_grad_output, need_inputs = ctx.needs_input_grad[:2]
         count = inputs.numel() // inputs.shape[1]
@@ -154,7 +181,8 @@ class _BatchNormInputGradient(torch.autograd.Function):
             grad_centred_sum = _sum_except_channels(grad_output * centred)
             grad_sum = _sum_except_channels(grad_output)
             all_sub = (
-                (cotangent_sum * grad_sum).div_(count)
+                (cotangent_sum * grad_sum)
+                .div_(count)
                 .sub_(_sum_except_channels(grad_output * cotangent))
                 .add_((invstd_squared * grad_centred_sum * cotangent_centred_sum).mul_(3.0 / count))
             )
@@ -175,40 +203,42 @@ class _BatchNorm2d(torch.autograd.Function):
     `_BatchNormInputGradient`. Running statistics are left untouched."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, inputs: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:
+    def forward(ctx: Any, inputs: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:
         output, mean, invstd = torch.native_batch_norm(inputs, weight, bias, None, None, True, 0.0, eps)
         ctx.save_for_backward(inputs, weight, mean, invstd)
         ctx.eps = eps
         return output
 
     @staticmethod
-    def backward(ctx: Any, grad_output: Tensor) -> tuple:
+    def backward(ctx: Any, grad_output: Tensor) -> Gradients:
         inputs, weight, mean, invstd = ctx.saved_tensors
-        grad_inputs = _BatchNormInputGradient.apply(grad_output, inputs, weight, mean, invstd, ctx.eps)
+        grad_inputs = _apply(_BatchNormInputGradient, grad_output, inputs, weight, mean, invstd, ctx.eps)
         return grad_inputs, None, None, None
 
 
-def _conv_forward(module: nn.Conv2d):
-    original = type(module).forward.__get__(module)
+def _conv_forward(module: nn.Conv2d) -> Callable[[Tensor], Tensor]:
+    original: Callable[[Tensor], Tensor] = type(module).forward.__get__(module)
     params = (list(module.stride), list(module.padding), list(module.dilation), module.groups)
 
     def forward(inputs: Tensor) -> Tensor:
         if inputs.device.type != "cpu":
             return original(inputs)
-        return _Conv2d.apply(inputs, module.weight, module.bias, params)
+        output: Tensor = _apply(_Conv2d, inputs, module.weight, module.bias, params)
+        return output
 
     return forward
 
 
-def _batchnorm_forward(module: nn.BatchNorm2d):
-    original = type(module).forward.__get__(module)
+def _batchnorm_forward(module: nn.BatchNorm2d) -> Callable[[Tensor], Tensor]:
+    original: Callable[[Tensor], Tensor] = type(module).forward.__get__(module)
 
     def forward(inputs: Tensor) -> Tensor:
         affine = [t for t in (module.weight, module.bias) if t is not None]
         eligible = module.training and inputs.dim() == 4 and inputs.device.type == "cpu"
         if not eligible or any(t.requires_grad for t in affine):
             return original(inputs)
-        return _BatchNorm2d.apply(inputs, module.weight, module.bias, module.eps)
+        output: Tensor = _apply(_BatchNorm2d, inputs, module.weight, module.bias, module.eps)
+        return output
 
     return forward
 
@@ -221,13 +251,20 @@ def _covered(module: nn.Module) -> bool:
     return type(module) is nn.BatchNorm2d
 
 
+def _fast_forward(module: nn.Module) -> Callable[[Tensor], Tensor]:
+    """The replacement forward of a layer `_covered` admits: an nn.Conv2d or else an nn.BatchNorm2d."""
+    if isinstance(module, nn.Conv2d):
+        return _conv_forward(module)
+    return _batchnorm_forward(cast(nn.BatchNorm2d, module))
+
+
 @contextmanager
 def fast_second_order(model: nn.Module) -> Iterator[None]:
     """Route covered Conv2d/BatchNorm2d layers through the cheaper double backward for the block."""
     patched = [module for module in model.modules() if _covered(module)]
     try:
         for module in patched:
-            module.forward = _conv_forward(module) if isinstance(module, nn.Conv2d) else _batchnorm_forward(module)
+            module.forward = _fast_forward(module)
         yield
     finally:
         for module in patched:

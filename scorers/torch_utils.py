@@ -16,8 +16,8 @@ def model_device(model: nn.Module) -> torch.device:
     """Where the model's tensors live (its first parameter's, else first buffer's device; CPU if it has none)."""
     for tensor in model.parameters():
         return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
+    for buffer in model.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 
@@ -78,7 +78,7 @@ def batchnorm_bypassed(model: nn.Module) -> Iterator[None]:
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 patched.append((module, module.__dict__.get("forward")))
-                module.forward = _identity
+                module.forward = _identity  # type: ignore[method-assign,assignment]  # on the instance on purpose; restored below
         yield
     finally:
         for module, previous in patched:

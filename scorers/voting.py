@@ -42,14 +42,13 @@ def rank_scores(scores: np.ndarray, higher_is_better: Sequence[bool]) -> np.ndar
     matrix = _as_score_matrix(scores)
     directions = np.asarray(higher_is_better, dtype=bool)
     if directions.shape != (matrix.shape[1],):
-        raise ValueError(
-            f"higher_is_better has {directions.size} entries for {matrix.shape[1]} proxies"
-        )
+        raise ValueError(f"higher_is_better has {directions.size} entries for {matrix.shape[1]} proxies")
     if matrix.shape[0] == 0:
         return matrix.copy()
     oriented = np.where(directions, matrix, -matrix)
     oriented[~np.isfinite(oriented)] = -np.inf
-    return rankdata(oriented, axis=0) / matrix.shape[0]
+    percentile_ranks: np.ndarray = rankdata(oriented, axis=0) / matrix.shape[0]
+    return percentile_ranks
 
 
 def vote(
@@ -77,9 +76,11 @@ def vote(
     directions = _directions(proxy_names, higher_is_better)
     percentile_ranks = rank_scores(matrix, directions)
     if method == "mean_rank":
-        return percentile_ranks.mean(axis=1)
+        mean_ranks: np.ndarray = percentile_ranks.mean(axis=1)
+        return mean_ranks
     if method == "log_rank":
-        return np.log(percentile_ranks).sum(axis=1)
+        log_ranks: np.ndarray = np.log(percentile_ranks).sum(axis=1)
+        return log_ranks
     if method == "majority":
         return _pairwise_majority_share(percentile_ranks)
     raise ValueError(f"unknown vote method={method!r}; expected one of {', '.join(VOTE_METHODS)}")
@@ -101,8 +102,7 @@ def vote_percentile(
     if missing:
         raise ValueError(f"candidate lacks scores for proxies: {', '.join(missing)}")
     joined = {
-        name: np.append(np.asarray(values, dtype=float), float(candidate[name]))
-        for name, values in population.items()
+        name: np.append(np.asarray(values, dtype=float), float(candidate[name])) for name, values in population.items()
     }
     votes = vote(joined, higher_is_better, method)
     population_size = votes.shape[0]
@@ -136,7 +136,8 @@ def _pairwise_majority_share(percentile_ranks: np.ndarray) -> np.ndarray:
             margin -= rows < column
         draws_with_others = np.count_nonzero(margin == 0, axis=1) - 1
         points[start:stop] = np.count_nonzero(margin > 0, axis=1) + 0.5 * draws_with_others
-    return points / (count - 1)
+    share: np.ndarray = points / (count - 1)
+    return share
 
 
 def _score_matrix_and_names(

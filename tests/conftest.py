@@ -8,6 +8,7 @@ import random
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -28,6 +29,114 @@ NB201_CSV = SHARED_DIR / "data" / "nb201" / "nb201_cifar10_test_acc.csv"
 # A small but real NB201 network on synthetic data: keeps service tests about the service, not about FLOPs.
 TINY_CONFIG = {"data": "synthetic", "batch_size": 8, "channels": 4, "cells_per_stage": 1}
 READY_TIMEOUT_SECONDS = 180
+NASSCORE = str(Path(sys.executable).with_name("nasscore"))
+# The same sizes as `nasscore` flags: TINY_FLAGS for the dataset's own data, TINY_SYNTHETIC_FLAGS for synthetic data.
+TINY_FLAGS = ["--batch-size", str(TINY_CONFIG["batch_size"]), "--channels", str(TINY_CONFIG["channels"]),
+              "--cells-per-stage", str(TINY_CONFIG["cells_per_stage"])]
+TINY_SYNTHETIC_FLAGS = ["--data", "synthetic", *TINY_FLAGS]
+
+# NB201 cells used across the tests.
+# The README's example cell: live convolutions, pooling and skips.
+README_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+# Every edge `none`: the output ignores the input.
+ALL_NONE = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+# Every edge a 3×3 convolution: the largest network of the space.
+ALL_CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+# One of each operation, a dead edge included.
+MIXED_CELL = "|nor_conv_1x1~0|+|skip_connect~0|avg_pool_3x3~1|+|nor_conv_3x3~0|none~1|skip_connect~2|"
+
+
+# A cell of 3×3 convolutions and one skip: the NASLib key (2, 2, 0, 2, 2, 2).
+BEST_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+# Every edge at a different position in NASLib's edge order than in NB201's: the NASLib key (1, 0, 3, 2, 4, 1).
+SCRAMBLED_CELL = "|none~0|+|skip_connect~0|nor_conv_3x3~1|+|nor_conv_1x1~0|avg_pool_3x3~1|none~2|"
+# Cells with dead edges, and the indices (in string order) of the edges that are live.
+DEAD_EDGE_CELLS = {
+    # Nodes 1 and 2 never reach node 3: only the skip 3<-0 is live.
+    "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|none~1|none~2|": (3,),
+    # Node 1 is always zero, so 2<-1 and 3<-1 are dead although they carry convolutions.
+    "|none~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_1x1~0|avg_pool_3x3~1|nor_conv_3x3~2|": (1, 3, 5),
+    # Node 2 is always zero: 3<-2 is dead; node 1 feeds node 3 through a convolution.
+    "|avg_pool_3x3~0|+|none~0|none~1|+|nor_conv_3x3~0|nor_conv_1x1~1|nor_conv_3x3~2|": (0, 3, 4),
+    # Node 3 receives nothing (every input is `none`): the cell outputs zeros.
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|none~0|none~1|none~2|": (),
+    # Node 3 is fed only by always-zero nodes: nothing is live.
+    "|none~0|+|none~0|nor_conv_3x3~1|+|none~0|nor_conv_3x3~1|nor_conv_3x3~2|": (),
+}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def nb201_slice(count: int, offset: int) -> list[str]:
+    """Distinct cells no other test in the module uses (each test takes its own slice)."""
+    from search_spaces import nb201
+
+    return nb201.all_archs()[offset : offset + count]
+
+
+def scored_layers(net: torch.nn.Module) -> list[torch.nn.Module]:
+    """The layers whose weights the pruning saliencies score: convolutions and linear layers."""
+    return [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+
+
+def denormalise(batch: Any, dataset: str) -> Any:
+    """A CalibrationBatch's inputs back as the uint8 images they were normalised from (N×3×H×W)."""
+    from scorers.calibration import DATASETS
+
+    spec = DATASETS[dataset]
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    return (batch.inputs * std + mean).mul(255).round().to(torch.uint8).numpy()
+
+
+def index_of_rows(haystack: Any, needles: Any) -> list[int]:
+    """For each image of `needles`, the index of the first equal image in `haystack` (numpy arrays)."""
+    import numpy as np
+
+    flat = haystack.reshape(len(haystack), -1)
+    return [int(np.flatnonzero((flat == row).all(axis=1))[0]) for row in needles.reshape(len(needles), -1)]
+
+
+def error_fields(response: httpx.Response) -> dict[str, str]:
+    """An error response's messages by field; every error response has a `detail` too."""
+    body = response.json()
+    assert body["detail"], body
+    return {error["field"]: error["message"] for error in body["errors"]}
+
+
+def small_model(arch: str, seed: int = 0, channels: int = 8) -> torch.nn.Module:
+    """A seeded NB201 network for CIFAR-10 with one cell per stage: small enough for exact proxy checks."""
+    from search_spaces import nb201
+
+    torch.manual_seed(seed)
+    return nb201.build_model(arch, num_classes=10, channels=channels, cells_per_stage=1)
+
+
+def tiny_model(arch: str, seed: int = 0) -> torch.nn.Module:
+    """`small_model` with 4 channels, for the proxies that take many forward passes."""
+    return small_model(arch, seed, channels=4)
+
+
+def nasscore(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The installed `nasscore` command, run as a user runs it."""
+    return subprocess.run([NASSCORE, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def job_counts(database_url: str) -> dict[str, int]:
+    """Batch items per status; none before the command has migrated the database (SQLite creates the file on
+    its first connection, a moment before the tables exist)."""
+    from sqlalchemy import func, inspect, select
+
+    from app.db import Database
+    from app.db.models import BatchItem
+
+    database = Database(database_url)
+    try:
+        if not inspect(database.engine).has_table(BatchItem.__tablename__):
+            return {}
+        with database.read_session() as session:
+            return dict(session.execute(select(BatchItem.status, func.count()).group_by(BatchItem.status)).all())
+    finally:
+        database.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +147,15 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def synthetic_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """16 seeded synthetic CIFAR-10 images and labels: the inputs of the exact proxy checks."""
+    from scorers.calibration import load_calibration_batch
+
+    synthetic = load_calibration_batch("cifar10", "synthetic", batch_size=16, seed=0)
+    return synthetic.inputs, synthetic.targets
 
 
 def relative_error(ours: float, expected: float) -> float:

@@ -8,6 +8,7 @@ Create Date: 2026-11-24
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+
 from alembic import op
 
 revision: str = "0001"
@@ -80,9 +81,7 @@ def upgrade() -> None:
         ),
         sa.ForeignKeyConstraint(["config_id"], ["scoring_configs.id"], name="fk_scores_config_id_scoring_configs"),
         sa.PrimaryKeyConstraint("id", name="pk_scores"),
-        sa.UniqueConstraint(
-            "architecture_id", "config_id", "proxy", name="uq_scores_architecture_id_config_id_proxy"
-        ),
+        sa.UniqueConstraint("architecture_id", "config_id", "proxy", name="uq_scores_architecture_id_config_id_proxy"),
     )
     op.create_index("ix_scores_config_proxy", "scores", ["config_id", "proxy"])
     op.create_table(
@@ -149,7 +148,13 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     dependents_first = (
-        "batch_items", "batch_jobs", "observations", "scores", "architectures", "scoring_configs", "search_spaces"
+        "batch_items",
+        "batch_jobs",
+        "observations",
+        "scores",
+        "architectures",
+        "scoring_configs",
+        "search_spaces",
     )
     for table in dependents_first:
         op.drop_table(table)

@@ -12,6 +12,7 @@ Create Date: 2026-11-29
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+
 from alembic import op
 
 revision: str = "0002"
@@ -43,7 +44,9 @@ def upgrade() -> None:
         sa.Column("dataset", sa.String(64), nullable=False),
         sa.Column("pool_id", sa.Integer(), nullable=False),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
-        sa.ForeignKeyConstraint(["pool_id"], ["calibration_sets.id"], name="fk_dataset_defaults_pool_id_calibration_sets"),
+        sa.ForeignKeyConstraint(
+            ["pool_id"], ["calibration_sets.id"], name="fk_dataset_defaults_pool_id_calibration_sets"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_dataset_defaults"),
         sa.UniqueConstraint("dataset", name="uq_dataset_defaults_dataset"),
     )

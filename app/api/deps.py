@@ -5,7 +5,7 @@ their own transaction inside the service a route calls, so they are committed be
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
@@ -43,6 +43,15 @@ def pagination(
     return Pagination(limit, offset)
 
 
+class PopulationFields(TypedDict):
+    """The population's fields of the services' LeaderboardQuery and ReportQuery."""
+
+    space: str
+    dataset: str
+    config: str | None
+    metric: str
+
+
 @dataclass(frozen=True)
 class PopulationParams:
     """The query parameters that pick a population, shared by the leaderboard, correlations and export."""
@@ -53,7 +62,7 @@ class PopulationParams:
     metric: str
     proxies: list[str] | None
 
-    def query_fields(self) -> dict[str, str | None]:
+    def query_fields(self) -> PopulationFields:
         """The population's fields of the services' LeaderboardQuery and ReportQuery."""
         return {"space": self.space, "dataset": self.dataset, "config": self.config, "metric": self.metric}
 
@@ -91,13 +100,19 @@ def vote_request(
     selection: PopulationDep,
     preset: Annotated[
         str | None,
-        Query(max_length=64, description=f"Vote preset: {', '.join(PRESETS)} (default: {DEFAULT_PRESET} where its "
-              f"proxies are scored, else {FALLBACK_PRESET}, else every scored proxy)"),
+        Query(
+            max_length=64,
+            description=f"Vote preset: {', '.join(PRESETS)} (default: {DEFAULT_PRESET} where its "
+            f"proxies are scored, else {FALLBACK_PRESET}, else every scored proxy)",
+        ),
     ] = None,
     method: Annotated[
         str | None,
-        Query(max_length=64, description="Vote method: mean_rank, log_rank or majority (default: the preset's; "
-              "mean_rank for a list of proxies)"),
+        Query(
+            max_length=64,
+            description="Vote method: mean_rank, log_rank or majority (default: the preset's; "
+            "mean_rank for a list of proxies)",
+        ),
     ] = None,
 ) -> VoteRequest:
     """The vote on top of the population's parameters (its `proxies` are a custom vote's voters); apart from

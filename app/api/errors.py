@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.responses import Response
 
 from app.services.errors import ServiceError
 
@@ -55,15 +57,21 @@ async def _on_http_error(_: Request, error: StarletteHTTPException) -> JSONRespo
     return error_response(error.status_code, [("", str(error.detail))], headers=getattr(error, "headers", None))
 
 
-async def _on_internal_error(request: Request, error: Exception) -> JSONResponse:
-    """A bug, not the request's fault: name it in the log, never in the body. Starlette re-raises the error
-    after this answer, so the server logs its traceback too."""
-    log.error("internal error answering %s %s: %s: %s", request.method, request.url.path, type(error).__name__, error)
-    return error_response(500, [("", INTERNAL_ERROR)])
+async def _answer_internal_errors(request: Request, call_next: RequestResponseEndpoint) -> Response:
+    """A bug, not the request's fault: its traceback goes to the log, never into the body. Answered here
+    rather than by an exception handler, which Starlette follows by re-raising (and, under load, by the
+    server dropping the connection before the client has read the 500)."""
+    try:
+        return await call_next(request)
+    except Exception as error:
+        kind = type(error).__name__
+        log.exception("internal error answering %s %s: %s: %s", request.method, request.url.path, kind, error)
+        return error_response(500, [("", INTERNAL_ERROR)])
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_exception_handler(ServiceError, _on_service_error)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(Exception, _on_internal_error)
+    # Starlette types every handler as taking any Exception; each of these only gets its own class.
+    app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ServiceError, _on_service_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)  # type: ignore[arg-type]
+    app.add_middleware(BaseHTTPMiddleware, dispatch=_answer_internal_errors)

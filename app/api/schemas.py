@@ -61,8 +61,10 @@ class ScoreRequest(Strict):
         "cifar10", max_length=64, description="cifar10, cifar100 or imagenet16-120: the calibration data and classes"
     )
     proxies: list[str] | None = Field(
-        None, max_length=64, description="Proxies to compute. Default: snip, grasp, synflow and the default vote "
-        "preset's proxies (every preset's voters)"
+        None,
+        max_length=64,
+        description="Proxies to compute. Default: snip, grasp, synflow and the default vote "
+        "preset's proxies (every preset's voters)",
     )
     config: ConfigIn = Field(default_factory=ConfigIn, description="What changes a score (default: NB201's network)")
     vote: VoteIn = Field(default_factory=VoteIn, description="The vote that ranks the architecture")

@@ -60,7 +60,10 @@ def configuration_out(config: ScoringConfig) -> ConfigurationOut:
 
 def proxy_score(score: Score) -> ProxyScore:
     return ProxyScore(
-        value=score.value, seconds=score.seconds, device=score.device, torch_version=score.torch_version,
+        value=score.value,
+        seconds=score.seconds,
+        device=score.device,
+        torch_version=score.torch_version,
         error=score.error,
     )
 
@@ -113,8 +116,14 @@ def batch_links(space: str, config: ScoringConfig) -> BatchLinks:
 
 def dataset_out(data: DatasetData) -> DatasetOut:
     return DatasetOut(
-        dataset=data.dataset, num_classes=data.num_classes, image_size=data.image_size, real_data=data.real,
-        images=data.images, digest=data.pool_digest, origin=data.origin, builtin=data.builtin,
+        dataset=data.dataset,
+        num_classes=data.num_classes,
+        image_size=data.image_size,
+        real_data=data.real,
+        images=data.images,
+        digest=data.pool_digest,
+        origin=data.origin,
+        builtin=data.builtin,
         add_command=None if data.real else add_command(data.dataset),
     )
 

@@ -146,12 +146,12 @@ class NameList(argparse.Action):
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: Sequence[str] = ()) -> str:
     """Columns padded to their widest cell: right-aligned numbers, left-aligned columns named in `left`."""
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=False)]
 
     def line(cells: Sequence[str]) -> str:
         padded = (
             cell.ljust(width) if header in left else cell.rjust(width)
-            for cell, width, header in zip(cells, widths, headers)
+            for cell, width, header in zip(cells, widths, headers, strict=False)
         )
         return "  ".join(padded).rstrip()
 

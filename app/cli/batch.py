@@ -61,9 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config-seed", type=int, default=0, help="seed of the calibration batch and model init")
     parser.add_argument("--channels", type=int, default=16, help="model width C (default: 16)")
     parser.add_argument("--cells-per-stage", type=int, default=5, help="cells per stage N (default: 5)")
-    parser.add_argument(
-        "--server", metavar="URL", help="submit to a running service instead (default: score locally)"
-    )
+    parser.add_argument("--server", metavar="URL", help="submit to a running service instead (default: score locally)")
     parser.add_argument(
         "--no-resume", action="store_true", help="start a new batch even if an identical one is unfinished"
     )

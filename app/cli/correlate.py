@@ -99,8 +99,23 @@ def _write_plot(args: argparse.Namespace, params: dict[str, Any]) -> None:
 
 def _correlation_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     top = f"top{round(100 * summary['correlations'][0]['top_fraction'])}%" if summary["correlations"] else "top"
-    headers = ["name", "classes", "rho", "95% CI", "p", "tau", "r(rank)", top, "best@10", "best@100", "best",
-               "cells", "cell rho", "cell 95% CI", "cell tau"]
+    headers = [
+        "name",
+        "classes",
+        "rho",
+        "95% CI",
+        "p",
+        "tau",
+        "r(rank)",
+        top,
+        "best@10",
+        "best@100",
+        "best",
+        "cells",
+        "cell rho",
+        "cell 95% CI",
+        "cell tau",
+    ]
     rows = [
         [
             entry["name"] if entry["kind"] == "proxy" else f"vote ({summary['vote']['method']})",

@@ -4,8 +4,12 @@ in the database (content-addressed), so every process that reaches it — API re
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.cli._common import add_settings_arguments, fail, settings_from_args
+
+if TYPE_CHECKING:  # imported where used at run time, to keep the CLI's start-up light
+    from scorers.calibration import ImageSet
 
 DATA_SETTINGS = ("home", "database_url", "data_dir")
 
@@ -60,7 +64,7 @@ def _add(args: argparse.Namespace) -> int:
     return _store(args, images)
 
 
-def _store(args: argparse.Namespace, images: object) -> int:
+def _store(args: argparse.Namespace, images: "ImageSet") -> int:
     from app.runtime import Runtime
     from app.services.calibration import add_pool
 
@@ -93,7 +97,7 @@ def _list(args: argparse.Namespace) -> int:
         runtime.database.dispose()
     print(f"{'dataset':<16}{'images':>8}  {'digest':<14}origin")
     for data in described:
-        if data.real:
+        if data.pool_digest is not None:  # data.real
             print(f"{data.dataset:<16}{data.images:>8}  {data.pool_digest[:12]:<14}{data.origin}")
         else:
             print(f"{data.dataset:<16}{'-':>8}  {'-':<14}none (synthetic only; add with {add_command(data.dataset)})")

@@ -205,4 +205,3 @@ def _server_problem(response: Any) -> str:
         return str(response.json()["detail"])
     except (ValueError, KeyError, TypeError):
         return f"server answered {response.status_code}: {response.text[:200]}"
-

@@ -31,9 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     load.add_argument("--metric", default="test_accuracy", help="what the accuracy measures")
     load.add_argument("--epochs", type=int, help="training epochs behind the accuracy (default: not recorded)")
     load.add_argument("--source", help="provenance label (default: the file name)")
-    load.add_argument(
-        "--server", metavar="URL", help="POST to a running service instead (default: the local database)"
-    )
+    load.add_argument("--server", metavar="URL", help="POST to a running service instead (default: the local database)")
     add_settings_arguments(load, ("home", "database_url"))
     load.set_defaults(handler=_import)
 

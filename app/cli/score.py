@@ -69,7 +69,13 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         results = score_architecture(
-            args.space, cell.arch_str, batch.inputs, batch.targets, proxies, seed=args.seed, device=device,
+            args.space,
+            cell.arch_str,
+            batch.inputs,
+            batch.targets,
+            proxies,
+            seed=args.seed,
+            device=device,
             model_params={"num_classes": DATASETS[args.dataset.lower()].num_classes},
         )
     except (KeyError, ValueError) as error:
@@ -86,9 +92,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _local_standing(
-    args: argparse.Namespace, data: str, arch: str, results: dict
-) -> "tuple[str, VoteStanding] | None":
+def _local_standing(args: argparse.Namespace, data: str, arch: str, results: dict) -> "tuple[str, VoteStanding] | None":
     """(configuration fingerprint, VoteStanding) of the architecture among the classes the local database
     (NASSCORE_HOME, or NASSCORE_DATABASE_URL) stores under this run's configuration; None without a
     database or such a population. The fingerprint comes from the service's own `resolve_config`, given
@@ -111,8 +115,9 @@ def _local_standing(
         return None
     dataset = args.dataset.lower()
     images = _real_images(dataset, data)
-    options = ConfigOptions(batch_size=args.batch_size, sampling=args.sampling, seed=args.seed,
-                            data=SYNTHETIC if images is None else "real")
+    options = ConfigOptions(
+        batch_size=args.batch_size, sampling=args.sampling, seed=args.seed, data=SYNTHETIC if images is None else "real"
+    )
     scores = {name: result.value for name, result in results.items() if result.error is None}
     database = Database(url)
     try:
@@ -156,8 +161,10 @@ def _vote_line(fingerprint: str, standing: "VoteStanding") -> str:
     vote = f"{choice.preset or ', '.join(choice.voters)} ({choice.method}), configuration {fingerprint[:12]}"
     if standing.rank is None:
         return f"\nvote:   not ranked: {standing.reason}; {vote}"
-    return (f"\nvote:   rank {standing.rank} of {standing.population} isomorphism classes, "
-            f"percentile {standing.percentile:.3f}; {vote}")
+    return (
+        f"\nvote:   rank {standing.rank} of {standing.population} isomorphism classes, "
+        f"percentile {standing.percentile:.3f}; {vote}"
+    )
 
 
 def _as_json(arch, args, device, data, results, total) -> dict:
@@ -177,5 +184,7 @@ def _print_table(arch, device, data, results, total) -> None:
     print(f"arch:   {arch}\ndata:   {data}\ndevice: {device}\n")
     print(f"{'proxy':<20}{'value':>16}{'seconds':>10}")
     for name, result in results.items():
-        print(f"{name:<20}{result.value:>16.6g}{result.seconds:>10.3f}" + (f"  ({result.error})" if result.error else ""))
+        print(
+            f"{name:<20}{result.value:>16.6g}{result.seconds:>10.3f}" + (f"  ({result.error})" if result.error else "")
+        )
     print(f"{'total':<20}{'':>16}{total:>10.3f}")

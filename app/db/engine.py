@@ -57,9 +57,7 @@ class Database:
         self.engine = make_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._write = sessionmaker(self.engine, expire_on_commit=False)
-        self._reader = (
-            self.engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"}) if self.is_sqlite else self.engine
-        )
+        self._reader = self.engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"}) if self.is_sqlite else self.engine
         self._read = sessionmaker(self._reader, expire_on_commit=False)
 
     @contextmanager

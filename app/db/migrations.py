@@ -8,11 +8,12 @@ developers running `alembic` from the repository root."""
 
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+
+from alembic import command
 
 SCRIPT_LOCATION = Path(__file__).with_name("migration_scripts")
 

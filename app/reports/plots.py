@@ -50,9 +50,9 @@ def correlation_plot_png(panels: Sequence[Panel], point_label: str = "architectu
     figure = Figure(figsize=(columns * width, rows * height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, columns, sharey=True, squeeze=False).ravel()
-    for axis, panel in zip(axes, panels):
+    for axis, panel in zip(axes, panels, strict=False):
         _draw_panel(axis, panel)
-    for axis in axes[len(panels):]:
+    for axis in axes[len(panels) :]:
         axis.set_visible(False)
     for axis in axes[::columns]:
         axis.set_ylabel("observed accuracy (%)")
@@ -73,8 +73,15 @@ def _draw_panel(axis, panel: Panel) -> None:
     if accuracy.size == 0:
         axis.text(0.5, 0.5, "no observed accuracies", ha="center", va="center", transform=axis.transAxes)
         return
-    axis.scatter(percentile, accuracy, s=6, alpha=_point_alpha(accuracy.size), color="tab:blue",
-                 edgecolors="none", rasterized=True)
+    axis.scatter(
+        percentile,
+        accuracy,
+        s=6,
+        alpha=_point_alpha(accuracy.size),
+        color="tab:blue",
+        edgecolors="none",
+        rasterized=True,
+    )
     centres, medians = _binned_medians(percentile, accuracy)
     axis.plot(centres, medians, color="tab:orange", linewidth=2)
 

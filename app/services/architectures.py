@@ -60,7 +60,7 @@ def architecture_page(
     return list(rows), total
 
 
-def _filtered(session: Session, wanted: ArchitectureFilter) -> Select[tuple[Architecture]]:
+def _filtered(session: Session, wanted: ArchitectureFilter) -> Select[Architecture]:
     space = stored_space(session, wanted.space)
     query = select(Architecture).where(Architecture.space_id == space.id)
     if wanted.canonical is not None:

@@ -117,6 +117,7 @@ def select_architectures(
         return get_or_create_architectures(session, space, selection.archs, fields.archs)
     if selection.all:
         return all_architectures(session, space)
+    assert selection.sample is not None  # exactly one of archs, sample and all is given
     chosen = sample_architectures(space.name, selection.sample, selection.seed, fields.sample)
     return architectures_for_strings(session, space, chosen)
 
@@ -125,8 +126,8 @@ def batch_state(session: Session, job: BatchJob, *, resumed: bool = False) -> Ba
     progress = jobs.job_progress(session, job)
     return BatchState(
         job=job,
-        space=session.get(SearchSpace, job.space_id).name,
-        config=session.get(ScoringConfig, job.config_id),
+        space=session.get_one(SearchSpace, job.space_id).name,
+        config=session.get_one(ScoringConfig, job.config_id),
         progress=progress,
         failures=jobs.failed_items(session, job) if progress.failed else [],
         resumed=resumed,

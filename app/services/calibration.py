@@ -9,6 +9,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -113,8 +114,14 @@ def store_image_set(session: Session, images: ImageSet, role: str) -> Calibratio
         return existing
     pixels, labels = images.buffers()
     row = {
-        "digest": images.digest, "dataset": images.dataset, "role": role, "count": len(images),
-        "images": pixels, "labels": labels, "origin": images.origin or images.dataset, "created_at": utcnow(),
+        "digest": images.digest,
+        "dataset": images.dataset,
+        "role": role,
+        "count": len(images),
+        "images": pixels,
+        "labels": labels,
+        "origin": images.origin or images.dataset,
+        "created_at": utcnow(),
     }
     insert_ignore(session, CalibrationSet.__table__, [row], unique=["digest"])
     return session.execute(query).scalar_one()
@@ -122,7 +129,8 @@ def store_image_set(session: Session, images: ImageSet, role: str) -> Calibratio
 
 def default_pool(session: Session, dataset: str) -> CalibrationSet | None:
     return session.execute(
-        select(CalibrationSet).join(DatasetDefault, DatasetDefault.pool_id == CalibrationSet.id)
+        select(CalibrationSet)
+        .join(DatasetDefault, DatasetDefault.pool_id == CalibrationSet.id)
         .where(DatasetDefault.dataset == dataset)
     ).scalar_one_or_none()
 
@@ -138,14 +146,19 @@ def require_default_pool(session: Session, dataset: str) -> CalibrationSet:
     return pool
 
 
-def add_pool(session: Session, store: CalibrationStore, images: ImageSet, *, make_default: bool = True) -> CalibrationSet:
+def add_pool(
+    session: Session, store: CalibrationStore, images: ImageSet, *, make_default: bool = True
+) -> CalibrationSet:
     """Store a pool of real images; by default it becomes the dataset's data for new configurations.
     Legacy configurations made from the same file get their batch back (see `revive_legacy`)."""
     row = store.store(session, images, POOL)
     if make_default:
         upsert(
-            session, DatasetDefault.__table__, [{"dataset": images.dataset, "pool_id": row.id, "updated_at": utcnow()}],
-            unique=["dataset"], update=["pool_id", "updated_at"],
+            session,
+            DatasetDefault.__table__,
+            [{"dataset": images.dataset, "pool_id": row.id, "updated_at": utcnow()}],
+            unique=["dataset"],
+            update=["pool_id", "updated_at"],
         )
     revived = revive_legacy(session, store, images)
     if revived:
@@ -158,8 +171,10 @@ def ensure_builtin_pools(session: Session, store: CalibrationStore) -> list[str]
     installed = []
     for dataset in BUILTIN_SETS:
         if default_pool(session, dataset) is None:
-            add_pool(session, store, builtin_image_set(dataset))
-            installed.append(dataset)
+            shipped = builtin_image_set(dataset)
+            if shipped is not None:  # always: every dataset of BUILTIN_SETS ships its images
+                add_pool(session, store, shipped)
+                installed.append(dataset)
     return installed
 
 
@@ -171,9 +186,7 @@ def data_directory_files(data_dir: Path) -> dict[str, Path]:
         return found
     for dataset in DATASETS:
         candidates = [data_dir / f"{dataset}.npz"]
-        candidates += sorted(
-            p for p in data_dir.glob("*.npz") if p.stem.startswith((f"{dataset}_", f"{dataset}-"))
-        )
+        candidates += sorted(p for p in data_dir.glob("*.npz") if p.stem.startswith((f"{dataset}_", f"{dataset}-")))
         if dataset in CIFAR_DIRECTORIES:
             candidates.append(data_dir / CIFAR_DIRECTORIES[dataset])
         source = next((path for path in candidates if path.exists()), None)
@@ -209,13 +222,17 @@ def revive_legacy(session: Session, store: CalibrationStore, images: ImageSet) -
 
     if not images.origin or ":sha256-" not in images.origin:
         return 0
-    legacy = session.execute(
-        select(ScoringConfig).where(
-            ScoringConfig.legacy.is_(True),
-            ScoringConfig.dataset == images.dataset,
-            ScoringConfig.data_source.startswith(f"{images.origin}|"),
+    legacy = (
+        session.execute(
+            select(ScoringConfig).where(
+                ScoringConfig.legacy.is_(True),
+                ScoringConfig.dataset == images.dataset,
+                ScoringConfig.data_source.startswith(f"{images.origin}|"),
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     revived = 0
     for config in legacy:
         batch = images.select(config.batch_size, config.sampling, config.seed)
@@ -228,9 +245,14 @@ def revive_legacy(session: Session, store: CalibrationStore, images: ImageSet) -
             continue
         store.store(session, batch, BATCH)
         session.execute(
-            update(ScoringConfig).where(ScoringConfig.id == config.id).values(
-                legacy=False, calibration_digest=batch.digest, pool_digest=images.digest,
-                data_source=data_source, fingerprint=fingerprint,
+            update(ScoringConfig)
+            .where(ScoringConfig.id == config.id)
+            .values(
+                legacy=False,
+                calibration_digest=batch.digest,
+                pool_digest=images.digest,
+                data_source=data_source,
+                fingerprint=fingerprint,
             )
         )
         revived += 1
@@ -244,9 +266,13 @@ def describe_datasets(session: Session) -> list[DatasetData]:
         pool = default_pool(session, name)
         described.append(
             DatasetData(
-                dataset=name, num_classes=spec.num_classes, image_size=spec.image_size,
-                pool_digest=pool.digest if pool else None, images=pool.count if pool else None,
-                origin=pool.origin if pool else None, builtin=bool(pool and pool.origin.startswith("shipped")),
+                dataset=name,
+                num_classes=spec.num_classes,
+                image_size=spec.image_size,
+                pool_digest=pool.digest if pool else None,
+                images=pool.count if pool else None,
+                origin=pool.origin if pool else None,
+                builtin=bool(pool and pool.origin.startswith("shipped")),
             )
         )
     return described
@@ -264,8 +290,12 @@ def read_operator_images(dataset: str, path: Path, field: str = "path") -> Image
 
 def worker_input(session: Session, store: CalibrationStore, config: ScoringConfig) -> CalibrationInput:
     """What a worker anywhere needs to rebuild `config`'s batch: the stored images, or a synthetic recipe."""
-    recipe = {"dataset": config.dataset, "batch_size": config.batch_size, "sampling": config.sampling,
-              "seed": config.seed}
+    recipe: dict[str, Any] = {
+        "dataset": config.dataset,
+        "batch_size": config.batch_size,
+        "sampling": config.sampling,
+        "seed": config.seed,
+    }
     if config.legacy:
         raise DataUnavailable(
             "dataset",

@@ -152,7 +152,9 @@ def resolve_config(
         raise InvalidInput("config.sampling", f"must be one of {', '.join(SAMPLING_METHODS)}, got {options.sampling!r}")
     if options.data not in ("real", SYNTHETIC):
         raise InvalidInput("config.data", f"must be 'real' or 'synthetic', got {options.data!r}")
-    batch, pool_digest = (None, None) if options.data == SYNTHETIC else _real_batch(session, store, dataset, options, images)
+    batch, pool_digest = (
+        (None, None) if options.data == SYNTHETIC else _real_batch(session, store, dataset, options, images)
+    )
     data_source = (
         synthetic_description(dataset, options.batch_size, options.sampling, options.seed)
         if batch is None

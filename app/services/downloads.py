@@ -19,6 +19,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, cast
 
 import httpx
 import numpy as np
@@ -116,9 +117,10 @@ def _fetch(url: str, target: Path, *, progress: bool, timeout: float, label: str
         ) as response:
             response.raise_for_status()
             total = int(response.headers.get("Content-Length", 0)) or None
-            with open(target, "wb") as out, tqdm(
-                total=total, unit="B", unit_scale=True, desc=label, disable=not progress
-            ) as bar:
+            with (
+                open(target, "wb") as out,
+                tqdm(total=total, unit="B", unit_scale=True, desc=label, disable=not progress) as bar,
+            ):
                 for chunk in response.iter_raw(_CHUNK_BYTES):
                     out.write(chunk)
                     md5.update(chunk)
@@ -139,9 +141,7 @@ def _check_md5(actual: str, expected: str, url: str) -> None:
         )
 
 
-def _read_training_split(
-    archive: Path, spec: KnownDataset, name: str, scratch: Path
-) -> tuple[np.ndarray, np.ndarray]:
+def _read_training_split(archive: Path, spec: KnownDataset, name: str, scratch: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images and labels of the training members, in the archive's documented order.
 
     Members are looked up by their exact expected names and read as streams; nothing is extracted, so
@@ -168,7 +168,8 @@ def _read_member(
     if not member.isfile():
         raise DownloadError(f"the archive's {member_name!r} is not a regular file (a link or directory), refused")
     scratch_file = scratch / "member.pickle"
-    with tar.extractfile(member) as source, open(scratch_file, "wb") as out:
+    # extractfile gives None only for a member that is not a regular file, refused above
+    with cast(IO[bytes], tar.extractfile(member)) as source, open(scratch_file, "wb") as out:
         shutil.copyfileobj(source, out, _CHUNK_BYTES)
     try:
         content = load_restricted(scratch_file)

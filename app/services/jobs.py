@@ -10,9 +10,9 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import CursorResult, Executable, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import (
@@ -143,11 +143,12 @@ def _resumable_job(session: Session, key: str) -> BatchJob | None:
 
 def retry_failed_items(session: Session, job: BatchJob) -> int:
     """Put a finished job's failed items back to pending with fresh attempts and reopen the job."""
-    result = session.execute(
+    result = _execute_dml(
+        session,
         update(BatchItem)
         .where(BatchItem.batch_id == job.id, BatchItem.status == ItemStatus.FAILED)
         .values(status=ItemStatus.PENDING, attempts=0, error=None, finished_at=None, claimed_by=None, lease_until=None)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
     retried = max(result.rowcount, 0)
     if retried:
@@ -173,7 +174,8 @@ def complete_cached_items(session: Session, job: BatchJob, architecture_ids: Seq
         )
         if architecture_ids is not None:
             satisfied = satisfied.where(Score.architecture_id.in_(architecture_ids))
-        result = session.execute(
+        result = _execute_dml(
+            session,
             update(BatchItem)
             .where(
                 BatchItem.batch_id == job.id,
@@ -181,7 +183,7 @@ def complete_cached_items(session: Session, job: BatchJob, architecture_ids: Seq
                 BatchItem.architecture_id.in_(satisfied),
             )
             .values(status=ItemStatus.DONE, error=NON_FINITE_NOTE if non_finite else None, finished_at=now)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False),
         )
         finished += max(result.rowcount, 0)
     return finished
@@ -234,12 +236,16 @@ def claim_items(session: Session, owner: str, limit: int, lease_seconds: float) 
     job = _next_open_job(session)
     if job is None or limit <= 0:
         return []
-    candidate_ids = session.execute(
-        select(BatchItem.id)
-        .where(BatchItem.batch_id == job.id, BatchItem.status == ItemStatus.PENDING)
-        .order_by(BatchItem.id)
-        .limit(limit)
-    ).scalars().all()
+    candidate_ids = (
+        session.execute(
+            select(BatchItem.id)
+            .where(BatchItem.batch_id == job.id, BatchItem.status == ItemStatus.PENDING)
+            .order_by(BatchItem.id)
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
     now = utcnow()
     claimed_ids = [item_id for item_id in candidate_ids if _claim_one(session, item_id, owner, now, lease_seconds)]
     if claimed_ids and job.status == JobStatus.PENDING:
@@ -249,7 +255,8 @@ def claim_items(session: Session, owner: str, limit: int, lease_seconds: float) 
 
 
 def _claim_one(session: Session, item_id: int, owner: str, now: datetime, lease_seconds: float) -> bool:
-    result = session.execute(
+    result = _execute_dml(
+        session,
         update(BatchItem)
         .where(BatchItem.id == item_id, BatchItem.status == ItemStatus.PENDING)
         .values(
@@ -259,7 +266,7 @@ def _claim_one(session: Session, item_id: int, owner: str, now: datetime, lease_
             lease_until=now + timedelta(seconds=lease_seconds),
             started_at=now,
         )
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
     return result.rowcount == 1
 
@@ -273,8 +280,8 @@ def _claimed_details(session: Session, job: BatchJob, item_ids: Sequence[int]) -
         .where(BatchItem.id.in_(item_ids))
         .order_by(BatchItem.id)
     ).all()
-    space_name = session.get(SearchSpace, job.space_id).name
-    config = session.get(ScoringConfig, job.config_id)
+    space_name = session.get_one(SearchSpace, job.space_id).name
+    config = session.get_one(ScoringConfig, job.config_id)
     return [
         ClaimedItem(
             item_id=item_id,
@@ -310,11 +317,12 @@ def requeue_abandoned(session: Session, is_dead: Callable[[str], bool] = owner_i
     owners = session.execute(running).scalars()
     dead = [owner for owner in owners if owner is not None and is_dead(owner)]
     abandoned = (BatchItem.lease_until < now) | BatchItem.claimed_by.in_(dead) | BatchItem.claimed_by.is_(None)
-    result = session.execute(
+    result = _execute_dml(
+        session,
         update(BatchItem)
         .where(BatchItem.status == ItemStatus.RUNNING, abandoned)
         .values(status=ItemStatus.PENDING, claimed_by=None, lease_until=None)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
     return max(result.rowcount, 0)
 
@@ -332,7 +340,7 @@ def finish_item(session: Session, item: ClaimedItem, owner: str, *, failed: bool
         )
         .execution_options(synchronize_session=False)
     )
-    finalize_job(session, session.get(BatchJob, item.batch_id))
+    finalize_job(session, session.get_one(BatchJob, item.batch_id))
 
 
 def release_item(session: Session, item: ClaimedItem, owner: str, error: str, max_attempts: int) -> None:
@@ -359,11 +367,12 @@ def release_owned(session: Session, owner: str) -> int:
 
 
 def _unclaim(session: Session, condition: Any) -> int:
-    result = session.execute(
+    result = _execute_dml(
+        session,
         update(BatchItem)
         .where(condition, BatchItem.status == ItemStatus.RUNNING)
         .values(status=ItemStatus.PENDING, claimed_by=None, lease_until=None, attempts=BatchItem.attempts - 1)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
     return max(result.rowcount, 0)
 
@@ -448,3 +457,8 @@ def failed_items(session: Session, job: BatchJob, limit: int = 10) -> list[dict[
         .limit(limit)
     ).all()
     return [{"arch": arch, "error": error} for arch, error in rows]
+
+
+def _execute_dml(session: Session, statement: Executable) -> CursorResult[Any]:
+    """Execute an INSERT/UPDATE/DELETE; its result is a CursorResult, which has the `rowcount` read here."""
+    return cast(CursorResult[Any], session.execute(statement))

@@ -36,6 +36,8 @@ UNIT_CELL = "cell"
 EXPAND_UNITS = {"cells": UNIT_CELL}
 # Fewest isomorphism classes a standing is ranked among (see `VoteStanding`).
 MIN_VOTE_POPULATION = 20
+# The default vote request (frozen, so one shared instance is safe as a default argument).
+DEFAULT_VOTE_REQUEST = VoteRequest()
 NO_STORED_SCORES = "no scores of this architecture are stored under the configuration"
 
 
@@ -196,7 +198,7 @@ def candidate_standing(
     fingerprint: str,
     canonical_key: str,
     scores: Mapping[str, float],
-    request: VoteRequest = VoteRequest(),
+    request: VoteRequest = DEFAULT_VOTE_REQUEST,
 ) -> VoteStanding | None:
     """How an architecture scored outside the service would stand among the classes stored under
     `fingerprint` (None: nothing is stored there). Its class joins them with `scores`, replacing the stored

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Connection, Engine, and_, func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Architecture, Observation, Score, ScoringConfig, SearchSpace
@@ -121,7 +121,7 @@ class StampedCache:
         return value
 
 
-_CACHES: "weakref.WeakKeyDictionary[Engine, StampedCache]" = weakref.WeakKeyDictionary()
+_CACHES: "weakref.WeakKeyDictionary[Engine | Connection, StampedCache]" = weakref.WeakKeyDictionary()
 _CACHES_LOCK = threading.Lock()
 
 
@@ -233,7 +233,7 @@ def _select_configuration(
         if not counts:
             raise NotFound("dataset", f"no {space.name} architectures have been scored on {dataset!r} yet")
         chosen, selected_by = counts[0], SELECTED_BY_MOST_SCORES
-        config = session.get(ScoringConfig, chosen.config_id)
+        config = session.get_one(ScoringConfig, chosen.config_id)
     alternatives = tuple(count for count in counts if count.config_id != chosen.config_id)
     return ConfigSelection(config, selected_by, chosen, alternatives)
 
@@ -284,13 +284,12 @@ def _config_counts(session: Session, space_id: int, config_ids: list[int]) -> tu
 
 
 def _observation_stamp(session: Session, dataset: str, metric: str) -> tuple[int, datetime | None]:
-    return tuple(
-        session.execute(
-            select(func.count(), func.max(Observation.observed_at)).where(
-                Observation.dataset == dataset, Observation.metric == metric
-            )
-        ).one()
-    )
+    count, latest = session.execute(
+        select(func.count(), func.max(Observation.observed_at)).where(
+            Observation.dataset == dataset, Observation.metric == metric
+        )
+    ).one()
+    return count, latest
 
 
 def _load_population(session: Session, space_id: int, config_id: int, dataset: str, metric: str) -> Population:
@@ -329,7 +328,15 @@ def _pivot(scores: Sequence[Any], architectures: Sequence[Any]) -> Population:
         seconds[rows, columns] = np.array([row[3] for row in scores], dtype=float)
         present[rows, columns] = True
     return Population(
-        architecture_ids, archs, proxies, values, seconds, present, accuracy, canonical_keys, _class_sizes(canonical_keys)
+        architecture_ids,
+        archs,
+        proxies,
+        values,
+        seconds,
+        present,
+        accuracy,
+        canonical_keys,
+        _class_sizes(canonical_keys),
     )
 
 

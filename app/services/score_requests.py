@@ -109,8 +109,8 @@ def score_result(database: Database, submitted: SubmittedScore) -> ScoreResult:
 
 
 def _scored(session: Session, submitted: SubmittedScore, job_error: str | None) -> ScoredArchitecture:
-    architecture = session.get(Architecture, submitted.architecture_id)
-    config = session.get(ScoringConfig, submitted.config_id)
+    architecture = session.get_one(Architecture, submitted.architecture_id)
+    config = session.get_one(ScoringConfig, submitted.config_id)
     scores = stored_scores(session, architecture.id, config.id, submitted.proxies)
     space = architecture.space.name
     standing = stored_standing(

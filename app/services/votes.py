@@ -75,6 +75,7 @@ def choose_vote(population: Population, request: VoteRequest, config: ScoringCon
     if request.proxies is not None:
         voters = require_scored(population, request.proxies, config)
         return VoteChoice(voters, validate_method(request.method or CUSTOM_VOTE_METHOD), None)
+    preset: VotePreset | None
     if request.preset is not None:
         preset = _scored_preset(population, _named_preset(request.preset), config)
     else:

@@ -124,13 +124,14 @@ class Dispatcher:
             free = self.executor.capacity - len(self._futures)
             if free <= 0 or self._waiting_count() >= WAITING_PER_WORKER * self.executor.capacity:
                 return
-            claimed = self.database.transact(
-                lambda session: jobs.claim_items(session, self.owner, free, self.lease_seconds)
-            )
+            claimed = self._claim(free)
             if not claimed:
                 return
             for item in claimed:
                 self._start(item)
+
+    def _claim(self, limit: int) -> list[jobs.ClaimedItem]:
+        return self.database.transact(lambda session: jobs.claim_items(session, self.owner, limit, self.lease_seconds))
 
     def _start(self, item: jobs.ClaimedItem) -> None:
         key: ClassKey = (item.config.id, item.space_id, item.canonical_key)

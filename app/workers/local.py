@@ -4,6 +4,7 @@ the task it held (WorkerDied) and is replaced, so one bad cell never takes the p
 supervisor itself fail, the pool is broken: every task it holds or is given fails with WorkerDied and the
 pool reports itself dead, instead of silently keeping its work forever."""
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -39,10 +40,22 @@ class _Slot:
     respawn_at: float = 0.0
     restarts: int = 0
 
+    # `process` and `connection` are set together by _spawn and cleared together by _bury and _stop.
+    def running_process(self) -> BaseProcess:
+        if self.process is None:
+            raise RuntimeError(f"worker slot {self.name} has no process")
+        return self.process
+
+    def pipe(self) -> Connection:
+        if self.connection is None:
+            raise RuntimeError(f"worker slot {self.name} has no process")
+        return self.connection
+
 
 def plan_devices(device: str, workers: int) -> list[str]:
     """One entry per worker process: every visible GPU for auto/cuda, one given GPU, or N CPU workers."""
     import torch
+
     from scorers.device import resolve_device
 
     resolved = resolve_device(device)
@@ -139,10 +152,8 @@ class LocalPool(Executor):
         self._fail_queued("the worker pool shut down before running this task")
 
     def _wake(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._wake_writer.send_bytes(b"!")
-        except OSError:
-            pass
 
     def _spawn(self, slot: _Slot) -> None:
         parent_end, child_end = self._context.Pipe()
@@ -201,7 +212,7 @@ class LocalPool(Executor):
         waitables: list[Any] = [self._wake_reader]
         for slot in self._slots:
             if slot.connection is not None:
-                waitables += [slot.connection, slot.process.sentinel]
+                waitables += [slot.connection, slot.running_process().sentinel]
         return waitables
 
     def _assign_tasks(self) -> None:
@@ -215,19 +226,19 @@ class LocalPool(Executor):
             if not future.set_running_or_notify_cancel():
                 continue
             slot.current = (task, future)
-            try:
-                slot.connection.send(task)
-            except OSError:
-                pass  # the worker is dying; _replace_if_dead fails this task and restarts it
+            with contextlib.suppress(OSError):  # the worker is dying; _replace_if_dead fails this task and restarts it
+                slot.pipe().send(task)
 
     def _receive(self, slot: _Slot) -> None:
         try:
-            kind, payload = slot.connection.recv()
+            kind, payload = slot.pipe().recv()
         except (EOFError, OSError):
             return  # the process is gone; _replace_if_dead handles it
         if kind == "ready":
             slot.ready, slot.failed_starts = True, 0
             return
+        if slot.current is None:
+            raise RuntimeError(f"worker {slot.name} sent a {kind!r} result with no task assigned")
         _, future = slot.current
         slot.current = None
         if kind == "ok":
@@ -246,38 +257,34 @@ class LocalPool(Executor):
 
     def _bury(self, slot: _Slot) -> None:
         """Fail the dead worker's task and schedule a restart (backing off if it dies while starting)."""
-        exit_code = slot.process.exitcode
+        exit_code = slot.running_process().exitcode
         if slot.current is not None:
             task, future = slot.current
             message = f"worker process {slot.name} on {slot.device} died (exit code {exit_code}) scoring {task.arch}"
             future.set_exception(WorkerDied(message))
         if not slot.ready:
             slot.failed_starts += 1
-        delay = min(MAX_RESPAWN_DELAY_SECONDS, 2.0 ** slot.failed_starts - 1.0)
+        delay = min(MAX_RESPAWN_DELAY_SECONDS, 2.0**slot.failed_starts - 1.0)
         slot.respawn_at = time.monotonic() + delay
-        slot.connection.close()
+        slot.pipe().close()
         slot.process, slot.connection, slot.current, slot.ready = None, None, None, False
 
     def _stop(self, slot: _Slot) -> None:
         if slot.process is None:
             return
-        try:
-            slot.connection.send(None)
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            slot.pipe().send(None)
         slot.process.join(STOP_GRACE_SECONDS if slot.current is None else 0.5)
         if slot.process.is_alive():
             slot.process.kill()
             slot.process.join()
         if slot.current is not None:
             _fail(slot.current[1], "the worker pool shut down while running this task")
-        slot.connection.close()
+        slot.pipe().close()
         slot.process, slot.connection, slot.current = None, None, None
 
 
 def _fail(future: "Future[TaskResult]", reason: str) -> None:
     """Fail `future` with WorkerDied; one its caller cancelled meanwhile is left as it is."""
-    try:
+    with contextlib.suppress(InvalidStateError):
         future.set_exception(WorkerDied(reason))
-    except InvalidStateError:
-        pass

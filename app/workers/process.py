@@ -46,8 +46,15 @@ class _WorkerState:
         started = time.perf_counter()
         inputs, targets = self.batch(task)
         results = score_architecture(
-            task.space, task.arch, inputs, targets, task.proxies,
-            seed=task.seed, device=self.device, model_params=task.model_params, init=task.init,
+            task.space,
+            task.arch,
+            inputs,
+            targets,
+            task.proxies,
+            seed=task.seed,
+            device=self.device,
+            model_params=task.model_params,
+            init=task.init,
         )
         outcomes = {name: ProxyOutcome(r.value, r.seconds, r.error) for name, r in results.items()}
         seconds = time.perf_counter() - started

@@ -4,6 +4,7 @@ and NB201/tss_general.ipynb): expressivity, progressivity and trainability come 
 stem and cell outputs of a Kaiming-initialised network fed Gaussian noise; complexity is the FLOP count."""
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -126,7 +127,7 @@ def stem_and_cell_outputs(ctx: ScoringContext, generator: torch.Generator) -> li
     images = torch.randn(ctx.inputs.shape, generator=generator).to(ctx.device).requires_grad_()
     features: list[Tensor] = []
 
-    def record(module, args, output):
+    def record(module: nn.Module, args: tuple[Any, ...], output: object) -> Tensor | None:
         if not isinstance(output, Tensor) or output.dim() != 4:
             return None
         if not output.requires_grad:
@@ -145,7 +146,7 @@ def eigen_entropy(feature: Tensor) -> float:
     centred = samples - samples.mean(dim=0, keepdim=True)
     eigenvalues = torch.linalg.eigvalsh(centred.T @ centred / centred.shape[0])
     probabilities = eigenvalues / eigenvalues.sum()
-    return (-probabilities * torch.log(probabilities + ENTROPY_EPS)).sum().item()
+    return float((-probabilities * torch.log(probabilities + ENTROPY_EPS)).sum().item())
 
 
 def spectral_score(cell_input: Tensor, cell_output: Tensor, generator: torch.Generator) -> float:
@@ -162,5 +163,5 @@ def spectral_score(cell_input: Tensor, cell_output: Tensor, generator: torch.Gen
     positions = grad_out.shape[0] * grad_out.shape[2] * grad_out.shape[3]
     rows_in = grad_in.permute(0, 2, 3, 1).reshape(positions, -1).double()
     rows_out = grad_out.permute(0, 2, 3, 1).reshape(positions, -1).double()
-    sigma = torch.linalg.svdvals(rows_in.T @ rows_out / positions).max().item()
+    sigma = float(torch.linalg.svdvals(rows_in.T @ rows_out / positions).max().item())
     return -sigma - 1.0 / (sigma + SPECTRAL_EPS) + 2.0

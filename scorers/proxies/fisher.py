@@ -38,7 +38,8 @@ class ChannelSaliency:
     def _watch_output(self, layer: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
         if output.requires_grad:
             activation = output.detach()
-            self._handles.append(output.register_hook(lambda grad: self._add(layer, activation, grad.detach())))
+            hook = output.register_hook(lambda grad: self._add(layer, activation, grad.detach()))  # type: ignore[no-untyped-call]  # torch leaves Tensor.register_hook unannotated
+            self._handles.append(hook)
 
     def _add(self, layer: nn.Module, activation: Tensor, grad: Tensor) -> None:
         per_example = (activation * grad).flatten(2).sum(2) if activation.dim() > 2 else activation * grad

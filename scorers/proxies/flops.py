@@ -15,18 +15,30 @@ aten = torch.ops.aten
 Shape = Sequence[int]
 
 
-def _matmul_macs(a_shape: Shape, b_shape: Shape, *args, out_shape: Shape | None = None, **kwargs) -> int:
+def _matmul_macs(
+    a_shape: Shape, b_shape: Shape, *args: object, out_shape: Shape | None = None, **kwargs: object
+) -> int:
     return math.prod(a_shape) * b_shape[-1]
 
 
-def _linear_macs(bias_shape: Shape, a_shape: Shape, b_shape: Shape, *args, out_shape: Shape, **kwargs) -> int:
+def _linear_macs(
+    bias_shape: Shape, a_shape: Shape, b_shape: Shape, *args: object, out_shape: Shape, **kwargs: object
+) -> int:
     """The product's MACs (in × out per row) plus one addition per output for the bias."""
     return _matmul_macs(a_shape, b_shape) + math.prod(out_shape)
 
 
 def _conv_macs(
-    x_shape: Shape, w_shape: Shape, bias_shape: Shape | None, stride, padding, dilation, transposed: bool, *args,
-    out_shape: Shape, **kwargs,
+    x_shape: Shape,
+    w_shape: Shape,
+    bias_shape: Shape | None,
+    stride: object,
+    padding: object,
+    dilation: object,
+    transposed: bool,
+    *args: object,
+    out_shape: Shape,
+    **kwargs: object,
 ) -> int:
     """k_h·k_w·C_in/groups per output element (the weight's shape after C_out), plus the bias additions;
     a transposed convolution spends its weight's shape after C_in per input element instead."""

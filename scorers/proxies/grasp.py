@@ -22,5 +22,7 @@ def grasp(ctx: ScoringContext) -> float:
     With `split` > 1, g is the sum of all chunks' gradients (the reference keeps only the last chunk's,
     an accident of resetting its accumulator inside the chunk loop) and Hg is summed over the chunks.
     """
-    per_layer = [-weight * hg for weight, hg in zip(ctx.weights, ctx.hessian_gradient()) if hg is not None]
+    per_layer = [
+        -weight * hg for weight, hg in zip(ctx.weights, ctx.hessian_gradient(), strict=False) if hg is not None
+    ]
     return sum_over_layers(per_layer)

@@ -33,4 +33,4 @@ def jacob_cov(ctx: ScoringContext) -> float:
     if not torch.isfinite(correlation).all():
         return math.nan
     shifted = torch.linalg.eigvalsh(correlation) + EIGENVALUE_OFFSET
-    return -(torch.log(shifted) + 1.0 / shifted).sum().item()
+    return float(-(torch.log(shifted) + 1.0 / shifted).sum().item())

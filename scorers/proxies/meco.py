@@ -3,9 +3,10 @@ of Correlation", NeurIPS 2023. Follows the authors' `HamsterMimi/MeCo` (correlat
 'meco'): one image, forward hooks on every module, minimum eigenvalue of each channel-correlation matrix."""
 
 import math
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from scorers.context import ScoringContext
 from scorers.registry import register_proxy
@@ -35,7 +36,7 @@ def meco(ctx: ScoringContext) -> float:
     buffers = {name: buffer.clone() for name, buffer in ctx.named_buffers().items()}
     eigenvalues: list[float] = []
 
-    def record(module, args, output) -> None:
+    def record(module: nn.Module, args: tuple[Any, ...], output: object) -> None:
         first = output[0] if isinstance(output, (tuple, list)) and output else output
         if isinstance(first, Tensor) and first.is_floating_point() and first.dim() >= 3:
             eigenvalues.append(min_correlation_eigenvalue(first[0].reshape(first.shape[1], -1)))
@@ -56,4 +57,4 @@ def min_correlation_eigenvalue(rows: Tensor) -> float:
     norms = centred.norm(dim=1, keepdim=True)
     unit = torch.where(norms > 0, centred / norms.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
     correlation = (unit @ unit.T).clamp(-1.0, 1.0)
-    return torch.linalg.eigvalsh(correlation)[0].item()
+    return float(torch.linalg.eigvalsh(correlation)[0].item())

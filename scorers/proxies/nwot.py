@@ -89,4 +89,4 @@ def nwot(ctx: ScoringContext) -> float:
     """
     ctx.input_jacobian()
     tap: ReluCodeKernel = ctx.tap(JACOBIAN_PASS, "nwot")
-    return torch.linalg.slogdet(tap.kernel).logabsdet.item()
+    return float(torch.linalg.slogdet(tap.kernel).logabsdet.item())

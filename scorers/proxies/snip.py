@@ -20,5 +20,7 @@ def snip(ctx: ScoringContext) -> float:
 
     Equals the reference's |∂L/∂mask| at mask = 1; with `split` > 1 the chunk gradients are summed.
     """
-    per_layer = [(weight * grad).abs() for weight, grad in zip(ctx.weights, ctx.gradients()) if grad is not None]
+    per_layer = [
+        (weight * grad).abs() for weight, grad in zip(ctx.weights, ctx.gradients(), strict=False) if grad is not None
+    ]
     return sum_over_layers(per_layer)

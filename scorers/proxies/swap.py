@@ -2,6 +2,9 @@
 ICLR 2024. Follows the authors' `pym1024/SWAP` (src/metrics/swap.py and correlation.py, without the optional
 parameter-count regulariser, whose μ and σ are tuned per search space)."""
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -39,13 +42,15 @@ def swap(ctx: ScoringContext) -> float:
     return sum(counts) / len(counts)
 
 
-def distinct_patterns(ctx: ScoringContext, relus: list[nn.Module], images: Tensor, generator: torch.Generator) -> int:
+def distinct_patterns(
+    ctx: ScoringContext, relus: Sequence[nn.Module], images: Tensor, generator: torch.Generator
+) -> int:
     """One repeat: redraw the weights, run the images, count distinct per-neuron on/off patterns."""
     parameters = redrawn_parameters(ctx.model, generator, nn.init.normal_)
     buffers = {name: buffer.clone() for name, buffer in ctx.named_buffers().items()}
     packed: list[Tensor] = []
 
-    def record(module, args, output) -> None:
+    def record(module: nn.Module, args: tuple[Any, ...], output: Tensor) -> None:
         if args and isinstance(args[0], Tensor) and args[0].dim() == 4:
             packed.append(pack_patterns(output))
 

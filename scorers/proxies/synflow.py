@@ -39,4 +39,6 @@ def synflow(ctx: ScoringContext) -> float:
     output = ctx.forward(ones, parameters=parameters, buffers=buffers, bypass_batchnorm=True)
     weights = [parameters[name] for name in ctx.weight_names]
     grads = torch.autograd.grad(output.sum(), weights, allow_unused=True)
-    return sum_over_layers([(weight.detach() * grad).abs() for weight, grad in zip(weights, grads) if grad is not None])
+    return sum_over_layers(
+        [(weight.detach() * grad).abs() for weight, grad in zip(weights, grads, strict=False) if grad is not None]
+    )

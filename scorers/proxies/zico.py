@@ -33,7 +33,7 @@ def zico(ctx: ScoringContext) -> float:
     """
     per_half = [_half_gradients(ctx, half) for half in range(HALVES)]
     total = 0.0
-    for layer_grads in zip(*per_half):
+    for layer_grads in zip(*per_half, strict=False):
         if any(grad is None for grad in layer_grads):
             continue
         total += _layer_term(torch.stack([grad.flatten() for grad in layer_grads]).double())
@@ -59,7 +59,9 @@ def _half_gradients(ctx: ScoringContext, half: int) -> Gradients:
         lo, hi = start + piece * (end - start) // pieces, start + (piece + 1) * (end - start) // pieces
         logits = ctx.forward(ctx.inputs[lo:hi], parameters=parameters, buffers=buffers)
         grads = torch.autograd.grad(F.cross_entropy(logits, ctx.targets[lo:hi]), leaves, allow_unused=True)
-        total = [new if old is None else old if new is None else old + new for old, new in zip(total, grads)]
+        total = [
+            new if old is None else old if new is None else old + new for old, new in zip(total, grads, strict=False)
+        ]
     return total
 
 

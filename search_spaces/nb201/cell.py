@@ -10,7 +10,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
+from typing import cast
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
@@ -40,7 +41,7 @@ class Cell:
         """The benchmark's spelling, e.g. `|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`."""
         groups = []
         for node in range(1, OUTPUT_NODE + 1):
-            tokens = [f"{op}~{source}" for (target, source), op in zip(EDGES, self.ops) if target == node]
+            tokens = [f"{op}~{source}" for (target, source), op in zip(EDGES, self.ops, strict=False) if target == node]
             groups.append("|" + "|".join(tokens) + "|")
         return "+".join(groups)
 
@@ -62,7 +63,8 @@ def parse(arch: ArchLike) -> Cell:
     if isinstance(arch, str):
         return Cell(_ops_from_string(arch))
     if isinstance(arch, (list, tuple)):
-        return Cell(arch)
+        # A list is accepted as is (validation messages show it as given); __post_init__ stores a tuple.
+        return Cell(cast("tuple[str, ...]", arch))
     raise ValueError(
         f"cannot read a NAS-Bench-201 cell from {type(arch).__name__} {_shorten(arch)}: expected a cell string "
         f"like {EXAMPLE_ARCH!r}, a list of 6 operation names (edges {_EDGE_ORDER}), or a Cell"
@@ -95,16 +97,16 @@ def live_edges(arch: ArchLike) -> tuple[int, ...]:
     """
     ops = parse(arch).ops
     fed = {INPUT_NODE}
-    for (target, source), op in zip(EDGES, ops):  # EDGES is sorted by target: sources are settled first
+    for (target, source), op in zip(EDGES, ops, strict=False):  # EDGES is sorted by target: sources are settled first
         if op != "none" and source in fed:
             fed.add(target)
     reaches_output = {OUTPUT_NODE}
-    for (target, source), op in reversed(list(zip(EDGES, ops))):
+    for (target, source), op in reversed(list(zip(EDGES, ops, strict=False))):
         if op != "none" and target in reaches_output:
             reaches_output.add(source)
     return tuple(
         index
-        for index, ((target, source), op) in enumerate(zip(EDGES, ops))
+        for index, ((target, source), op) in enumerate(zip(EDGES, ops, strict=False))
         if op != "none" and source in fed and target in reaches_output
     )
 
@@ -114,12 +116,12 @@ def _all_arch_strings() -> tuple[str, ...]:
     return tuple(Cell(ops).arch_str for ops in itertools.product(OPS, repeat=len(EDGES)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _canonical_key(ops: tuple[str, ...]) -> str:
     values = [_INPUT_VALUE]
     for node in range(1, OUTPUT_NODE + 1):
         terms = [
-            _edge_term(op, values[source]) for (target, source), op in zip(EDGES, ops) if target == node
+            _edge_term(op, values[source]) for (target, source), op in zip(EDGES, ops, strict=False) if target == node
         ]
         values.append("+".join(sorted(terms)))
     return values[OUTPUT_NODE]

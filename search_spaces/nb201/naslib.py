@@ -27,7 +27,7 @@ def arch_to_naslib_key(arch: ArchLike) -> str:
 def naslib_key_to_arch(key: str) -> str:
     """The NAS-Bench-201 string of a NASLib key; accepts NASLib's list form "[2, 2, 0, 2, 2, 2]" too."""
     ops = [""] * len(EDGES)
-    for position, index in zip(_CELL_POSITIONS, _op_indices(key)):
+    for position, index in zip(_CELL_POSITIONS, _op_indices(key), strict=False):
         ops[position] = NASLIB_OP_NAMES[index]
     return parse(ops).arch_str
 

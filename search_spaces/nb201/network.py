@@ -40,7 +40,8 @@ class ReLUConvBN(nn.Module):
         )
 
     def forward(self, inputs: Tensor) -> Tensor:
-        return self.op(inputs)
+        output: Tensor = self.op(inputs)
+        return output
 
 
 def make_edge_op(op: str, channels: int) -> nn.Module:
@@ -99,7 +100,8 @@ class ResidualReduction(nn.Module):
         )
 
     def forward(self, inputs: Tensor) -> Tensor:
-        return self.conv_b(self.conv_a(inputs)) + self.downsample(inputs)
+        output: Tensor = self.conv_b(self.conv_a(inputs)) + self.downsample(inputs)
+        return output
 
 
 class NB201Network(nn.Module):
@@ -121,7 +123,8 @@ class NB201Network(nn.Module):
         for block in self.cells:
             features = block(features)
         pooled = self.global_pooling(self.lastact(features)).flatten(1)
-        return self.classifier(pooled)
+        logits: Tensor = self.classifier(pooled)
+        return logits
 
 
 def build_model(arch: ArchLike, num_classes: int = 10, *, channels: int = 16, cells_per_stage: int = 5) -> NB201Network:

@@ -53,7 +53,11 @@ def _detail_out(record: ArchitectureRecord) -> ArchitectureDetail:
         ],
         observations=[
             ObservationOut(
-                dataset=o.dataset, metric=o.metric, accuracy=o.accuracy, epochs=o.epochs, source=o.source,
+                dataset=o.dataset,
+                metric=o.metric,
+                accuracy=o.accuracy,
+                epochs=o.epochs,
+                source=o.source,
                 observed_at=o.observed_at,
             )
             for o in record.observations

@@ -49,8 +49,9 @@ def get_correlations(
     its members' observations), the unit whose p-values hold; `per_cell` repeats them with every cell
     counted, the benchmark papers' convention. Figures are null, with `reason`, when too few architectures
     have both a score and an accuracy. Errors as for the leaderboard."""
-    figures = {"bootstrap": bootstrap, "seed": seed, "top_fraction": top_fraction}
-    query = ReportQuery(**selection.query_fields(), vote=vote, **figures)
+    query = ReportQuery(
+        **selection.query_fields(), vote=vote, bootstrap=bootstrap, seed=seed, top_fraction=top_fraction
+    )
     return correlations_out(correlations(session, query))
 
 

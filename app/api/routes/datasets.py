@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1", tags=["datasets"])
     summary="List datasets and their calibration data",
     description="Every dataset the service can score on, whether real calibration images are stored for it "
     "(how many, their SHA-256 and origin), and the command that adds them when there are none. Without real "
-    "data a dataset can still be scored with `config.data = \"synthetic\"`.",
+    'data a dataset can still be scored with `config.data = "synthetic"`.',
 )
 def list_datasets(session: ReadSession) -> list[DatasetOut]:
     return [dataset_out(data) for data in describe_datasets(session)]

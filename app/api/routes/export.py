@@ -26,7 +26,7 @@ router = APIRouter(prefix="/v1", tags=["reports"])
             },
             "headers": {
                 "Content-Disposition": {
-                    "description": "attachment; filename=\"nasscore-<space>-<dataset>-<fingerprint[:12]>.csv\" (.json)",
+                    "description": 'attachment; filename="nasscore-<space>-<dataset>-<fingerprint[:12]>.csv" (.json)',
                     "schema": {"type": "string"},
                 }
             },

@@ -23,7 +23,7 @@ def healthz() -> dict[str, str]:
 
 
 def _data_summary(data: DatasetData) -> str:
-    if not data.real:
+    if data.pool_digest is None:  # not data.real
         return "synthetic only"
     return f"{data.images} real images, sha256:{data.pool_digest[:12]} ({data.origin})"
 

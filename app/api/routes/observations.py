@@ -78,6 +78,11 @@ def _parse(entry: Any, location: tuple[int, ...]) -> ObservationIn:
 
 def _to_input(item: ObservationIn) -> ObservationInput:
     return ObservationInput(
-        arch=item.arch, dataset=item.dataset, accuracy=item.accuracy, metric=item.metric, epochs=item.epochs,
-        source=item.source, benchmark_index=item.benchmark_index,
+        arch=item.arch,
+        dataset=item.dataset,
+        accuracy=item.accuracy,
+        metric=item.metric,
+        epochs=item.epochs,
+        source=item.source,
+        benchmark_index=item.benchmark_index,
     )

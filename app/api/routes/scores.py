@@ -78,6 +78,7 @@ async def post_score(
         if result.scored is not None:
             return _score_response(result)
     job = (await run_in_threadpool(score_result, runtime.database, submitted)).job
+    assert job is not None  # submitted.job_id is set: a job computes the missing scores
     accepted = ScoreAccepted(status=job.status, job=job_ref(job))
     return JSONResponse(accepted.model_dump(), status_code=202, headers={"Location": accepted.job.url})
 
@@ -91,6 +92,7 @@ def _score_response(result: ScoreResult) -> ScoreResponse:
     """Stored scores per proxy (a proxy whose computation raised, so nothing is stored, carries the job
     item's error) and the vote of the stored scores."""
     scored = result.scored
+    assert scored is not None  # answered only once every score is stored
     missing = ProxyScore(value=None, seconds=None, device="none", error=scored.job_error or NOT_COMPUTED)
     stored = scored.scores
     return ScoreResponse(
@@ -112,16 +114,25 @@ def _standing_out(standing: VoteStanding, space: str, config: ScoringConfig) -> 
         rank=standing.rank,
         percentile=standing.percentile,
         population=standing.population,
-        leaderboard_url=None if standing.position is None else _leaderboard_url(standing, space, config),
+        leaderboard_url=None
+        if standing.position is None
+        else _leaderboard_url(standing, standing.position, space, config),
         reason=standing.reason,
     )
 
 
-def _leaderboard_url(standing: VoteStanding, space: str, config: ScoringConfig) -> str:
+def _leaderboard_url(standing: VoteStanding, position: int, space: str, config: ScoringConfig) -> str:
     """GET /v1/leaderboard with this vote, on the page of LEADERBOARD_PAGE rows that lists the class."""
     choice = standing.choice
     voters = {"preset": choice.preset} if choice.preset is not None else {"proxies": ",".join(choice.voters)}
-    offset = standing.position - standing.position % LEADERBOARD_PAGE
-    query = {"space": space, "dataset": config.dataset, "config": config.fingerprint, **voters,
-             "method": choice.method, "limit": LEADERBOARD_PAGE, "offset": offset}
+    offset = position - position % LEADERBOARD_PAGE
+    query = {
+        "space": space,
+        "dataset": config.dataset,
+        "config": config.fingerprint,
+        **voters,
+        "method": choice.method,
+        "limit": LEADERBOARD_PAGE,
+        "offset": offset,
+    }
     return f"/v1/leaderboard?{urlencode(query)}"

@@ -5,20 +5,25 @@ middle of a batch, and is started again. The batch must complete with exactly on
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TINY_CONFIG, free_port, wait_for_batch, wait_ready, wait_until
+from conftest import (
+    NASSCORE,
+    TINY_CONFIG,
+    free_port,
+    wait_for_batch,
+    wait_ready,
+    wait_until,
+)
 from sqlalchemy import func, select
 
 from app.db import Database
 from app.db.models import BatchItem, Score
 from scorers import DEFAULT_PROXIES
 
-NASSCORE = str(Path(sys.executable).with_name("nasscore"))
 BATCH_SIZE = 30
 
 

@@ -8,7 +8,13 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from app.db import Database
-from app.db.migrations import current_revision, downgrade, head_revision, require_current, upgrade
+from app.db.migrations import (
+    current_revision,
+    downgrade,
+    head_revision,
+    require_current,
+    upgrade,
+)
 from app.db.models import Architecture, Base, Score, ScoringConfig, SearchSpace
 
 

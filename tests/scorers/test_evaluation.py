@@ -1,16 +1,13 @@
 """correlation_report against scipy, its sign convention and hand-built top-k figures."""
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import NB201_CSV
 from scipy import stats
 
 from scorers.evaluation import correlation_report
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-NB201_ACCURACIES = SHARED / "data" / "nb201" / "nb201_cifar10_test_acc.csv"
 
 
 def _noisy_population(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -135,9 +132,9 @@ def test_report_on_real_nb201_accuracies_with_a_structural_score():
     # A cheap, accuracy-free score on real data: the number of convolution edges in the cell
     # (3x3 counted thrice, as it holds ~9x the weights of a 1x1). Cells made of convolutions
     # train best on NAS-Bench-201, so the order must be clearly positive.
-    if not NB201_ACCURACIES.exists():
-        pytest.skip(f"shared NAS-Bench-201 accuracies not found at {NB201_ACCURACIES}")
-    with NB201_ACCURACIES.open() as handle:
+    if not NB201_CSV.exists():
+        pytest.skip(f"shared NAS-Bench-201 accuracies not found at {NB201_CSV}")
+    with NB201_CSV.open() as handle:
         rows = list(csv.DictReader(handle))
     score = np.array([3 * r["arch"].count("nor_conv_3x3") + r["arch"].count("nor_conv_1x1") for r in rows])
     accuracy = np.array([float(r["cifar10_test_acc"]) for r in rows])

@@ -13,7 +13,7 @@ from concurrent.futures import Future
 import pytest
 import torch
 from conftest import TINY_CONFIG, wait_until
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.db import Database
 from app.db.migrations import upgrade

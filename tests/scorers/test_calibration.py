@@ -8,24 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import denormalise, index_of_rows
 
 from scorers.calibration import (
     BUILTIN_SETS,
     DATASETS,
-    CalibrationBatch,
     CalibrationDataError,
     ImageSet,
     builtin_image_set,
     load_calibration_batch,
 )
 from scorers.safe_pickle import UnsafePickleError
-
-
-def _denormalise(batch: CalibrationBatch, dataset: str) -> np.ndarray:
-    spec = DATASETS[dataset]
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std).view(1, 3, 1, 1)
-    return (batch.inputs * std + mean).mul(255).round().to(torch.uint8).numpy()
 
 
 def _random_images(count: int, size: int = 32, seed: int = 0) -> np.ndarray:
@@ -43,11 +36,6 @@ def _write_cifar_batch(path: Path, images: np.ndarray, labels: list[int], label_
     path.write_bytes(pickle.dumps(content, protocol=2))
 
 
-def _index_of_rows(haystack: np.ndarray, needles: np.ndarray) -> list[int]:
-    flat = haystack.reshape(len(haystack), -1)
-    return [int(np.flatnonzero((flat == row).all(axis=1))[0]) for row in needles.reshape(len(needles), -1)]
-
-
 def test_datasets_describe_the_three_nb201_datasets():
     assert {name: (spec.num_classes, spec.image_size) for name, spec in DATASETS.items()} == {
         "cifar10": (10, 32), "cifar100": (100, 32), "imagenet16-120": (120, 16)}
@@ -62,7 +50,7 @@ def test_npz_batch_is_normalised_images_from_the_file_with_their_labels(tmp_path
     batch = load_calibration_batch("cifar10", path, batch_size=32, seed=3)
     assert batch.inputs.shape == (32, 3, 32, 32) and batch.inputs.dtype == torch.float32
     assert batch.targets.dtype == torch.int64
-    rows = _index_of_rows(images, _denormalise(batch, "cifar10"))
+    rows = index_of_rows(images, denormalise(batch, "cifar10"))
     assert len(set(rows)) == 32
     assert batch.targets.tolist() == labels[rows].tolist()
 
@@ -90,7 +78,7 @@ def test_grasp_sampling_is_class_balanced_and_ordered_by_class(cifar10_npz):
     assert batch.targets.tolist() == [label for label in range(10) for _ in range(6)]
     images = np.load(cifar10_npz)["images"]
     labels = np.load(cifar10_npz)["labels"]
-    rows = _index_of_rows(images, _denormalise(batch, "cifar10"))
+    rows = index_of_rows(images, denormalise(batch, "cifar10"))
     assert labels[rows].tolist() == batch.targets.tolist()
 
 
@@ -205,7 +193,7 @@ def test_cifar10_python_directory_is_read(tmp_path):
     _write_cifar_batch(folder / "data_batch_1", images[:30], labels[:30])
     _write_cifar_batch(folder / "data_batch_2", images[30:], labels[30:])
     batch = load_calibration_batch("cifar10", tmp_path, batch_size=20, seed=2)
-    rows = _index_of_rows(images, _denormalise(batch, "cifar10"))
+    rows = index_of_rows(images, denormalise(batch, "cifar10"))
     assert batch.targets.tolist() == [labels[row] for row in rows]
     assert batch.description.startswith(f"sha256:{batch.digest[:12]}|")
     assert torch.equal(batch.inputs, load_calibration_batch("cifar10", folder, batch_size=20, seed=2).inputs)
@@ -219,7 +207,7 @@ def test_cifar100_python_directory_uses_fine_labels(tmp_path):
     _write_cifar_batch(folder / "train", images, labels, label_key="fine_labels")
     batch = load_calibration_batch("cifar100", tmp_path, batch_size=100, sampling="grasp")
     assert batch.targets.tolist() == list(range(100))
-    rows = _index_of_rows(images, _denormalise(batch, "cifar100"))
+    rows = index_of_rows(images, denormalise(batch, "cifar100"))
     assert [labels[row] for row in rows] == list(range(100))
 
 

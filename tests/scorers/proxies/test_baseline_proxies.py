@@ -1,15 +1,22 @@
-"""grad_norm, fisher, jacob_cov, nwot, zico, params, flops and l2_norm: metadata, invariants, hand-worked
-values on a tiny network, agreement with a direct (reference-style) computation on a small NAS-Bench-201
-network, the benchmark's parameter and FLOP counts at both ends of its range, and shared passes."""
+"""grad_norm, fisher, jacob_cov, nwot, zico, params, flops and l2_norm: hand-worked values on a tiny
+network, agreement with a direct computation on a small cell, the benchmark's params and FLOPs, shared passes."""
 
 import copy
+import functools
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import (
+    ALL_CONV,
+    ALL_NONE,
+    CIFAR10_NPZ,
+    MIXED_CELL,
+    relative_error,
+    small_model,
+)
 from torch import nn
 
 from scorers import get_proxy, score_model, score_model_detailed
@@ -17,18 +24,9 @@ from scorers.calibration import load_calibration_batch
 from search_spaces import nb201
 
 PROXIES = ("grad_norm", "fisher", "jacob_cov", "nwot", "zico", "params", "flops", "l2_norm")
+
+
 NEEDS_LABELS = {"grad_norm", "fisher", "zico"}
-SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
-CIFAR10_NPZ = SHARED_DIR / "data" / "cifar10" / "cifar10_train_3805.npz"
-
-ALL_NONE = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
-ALL_CONV3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
-MIXED = "|nor_conv_1x1~0|+|skip_connect~0|avg_pool_3x3~1|+|nor_conv_3x3~0|none~1|skip_connect~2|"
-
-
-def small_cell_model(arch: str = MIXED, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nb201.build_model(arch, num_classes=10, channels=8, cells_per_stage=1)
 
 
 class TinyMLP(nn.Module):
@@ -57,12 +55,6 @@ def tiny_batch():
     generator = torch.Generator().manual_seed(5)
     return torch.randn(8, 3, 2, 2, generator=generator), torch.randint(0, 3, (8,), generator=generator)
 
-
-def relative_error(ours: float, expected: float) -> float:
-    return abs(ours - expected) / max(abs(expected), 1e-12)
-
-
-# Hand-worked backpropagation through TinyMLP (no autograd).
 
 def mlp_forward_backward(model: TinyMLP, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
     x = inputs.flatten(1).double()
@@ -114,8 +106,6 @@ def hand_values(model: TinyMLP, inputs: torch.Tensor, targets: torch.Tensor) -> 
         "l2_norm": (m["w1"].norm() + m["w2"].norm()).item(),
     }
 
-
-# Reference-style direct computations on a real network (deep copies, module hooks, NumPy).
 
 def _layers(net: nn.Module) -> list[nn.Module]:
     return [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
@@ -217,8 +207,6 @@ def direct_mflops(model, example_shape) -> float:
     return sum(total) / 1e6
 
 
-# Metadata and invariants
-
 def test_metadata_declares_direction_data_and_paper():
     for name in PROXIES:
         info = get_proxy(name)
@@ -227,7 +215,9 @@ def test_metadata_declares_direction_data_and_paper():
         assert info.needs_data == (name in {"grad_norm", "fisher", "jacob_cov", "nwot", "zico"})
 
 
-@pytest.mark.parametrize("model_factory", [TinyMLP, small_cell_model], ids=["tiny_mlp", "nb201_cell"])
+@pytest.mark.parametrize(
+    "model_factory", [TinyMLP, functools.partial(small_model, MIXED_CELL)], ids=["tiny_mlp", "nb201_cell"]
+)
 def test_every_proxy_is_finite_deterministic_and_leaves_the_model_untouched(model_factory, tiny_batch, batch):
     model = model_factory()
     inputs, targets = tiny_batch if isinstance(model, TinyMLP) else batch
@@ -252,7 +242,7 @@ def test_values_on_a_tiny_network_equal_hand_worked_maths(tiny_batch):
 
 
 def test_values_on_a_small_cell_equal_a_direct_computation(batch):
-    model = small_cell_model(MIXED, seed=1)
+    model = small_model(MIXED_CELL, seed=1)
     inputs, targets = batch
     scores = score_model(model, inputs, targets, PROXIES)
     assert relative_error(scores["grad_norm"], direct_grad_norm(model, inputs, targets)) < 1e-5
@@ -266,7 +256,7 @@ def test_values_on_a_small_cell_equal_a_direct_computation(batch):
 
 
 def test_chunked_batches_match_the_reference_chunking(batch):
-    model = small_cell_model(ALL_CONV3, seed=2)
+    model = small_model(ALL_CONV, seed=2)
     inputs, targets = batch
     results = score_model_detailed(model, inputs, targets, ("fisher", "jacob_cov", "nwot"), split=2)
     assert relative_error(results["fisher"].value, direct_fisher(model, inputs, targets, split=2)) < 1e-4
@@ -274,11 +264,9 @@ def test_chunked_batches_match_the_reference_chunking(batch):
     assert relative_error(results["nwot"].value, direct_nwot(model, inputs, split=2)) < 1e-9
 
 
-# The benchmark's counting convention
-
 @pytest.mark.parametrize(
     ("arch", "params", "mflops"),
-    [(ALL_NONE, 73_306, 7.78305), (ALL_CONV3, 1_531_546, 220.11969)],
+    [(ALL_NONE, 73_306, 7.78305), (ALL_CONV, 1_531_546, 220.11969)],
     ids=["smallest", "largest"],
 )
 def test_params_and_flops_equal_the_benchmark_at_both_ends_of_its_range(arch, params, mflops):
@@ -301,17 +289,15 @@ def test_flops_count_strided_grouped_and_biased_layers_like_the_benchmark():
     assert mflops == pytest.approx(by_hand / 1e6, abs=1e-12)
 
 
-# Degenerate networks behave as the reference does
-
 def test_a_network_that_ignores_its_input_gives_the_reference_nan_and_minus_infinity(batch):
-    scores = score_model(small_cell_model(ALL_NONE), *batch, ("jacob_cov", "nwot", "grad_norm", "zico"))
+    scores = score_model(small_model(ALL_NONE), *batch, ("jacob_cov", "nwot", "grad_norm", "zico"))
     assert math.isnan(scores["jacob_cov"])
     assert scores["nwot"] == -math.inf
     assert scores["grad_norm"] == 0.0 and scores["zico"] == 0.0
 
 
 def test_a_failing_shared_pass_reports_its_error_and_removes_its_hooks(batch):
-    model = small_cell_model()
+    model = small_model(MIXED_CELL)
     inputs, targets = batch
     bad_targets = targets.clone()
     bad_targets[0] = 10
@@ -322,10 +308,8 @@ def test_a_failing_shared_pass_reports_its_error_and_removes_its_hooks(batch):
     assert not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules())
 
 
-# Shared passes
-
 def test_proxies_requested_together_equal_each_computed_alone(batch):
-    model = small_cell_model(MIXED, seed=4)
+    model = small_model(MIXED_CELL, seed=4)
     requested = (*PROXIES, "snip", "grasp", "synflow")
     fused = score_model(model, *batch, requested)
     for name in requested:
@@ -333,7 +317,7 @@ def test_proxies_requested_together_equal_each_computed_alone(batch):
 
 
 def test_loss_and_jacobian_passes_are_shared(batch):
-    model = small_cell_model(MIXED)
+    model = small_model(MIXED_CELL)
     sizes: list[int] = []
     handle = model.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
     try:
@@ -347,22 +331,11 @@ def test_loss_and_jacobian_passes_are_shared(batch):
     assert sizes == [len(batch[0])]
 
 
-# Real data and devices
-
 def test_real_cifar10_images_give_finite_scores_on_a_full_size_cell():
     if not CIFAR10_NPZ.exists():
         pytest.skip(f"shared CIFAR-10 batch not found at {CIFAR10_NPZ}")
     real = load_calibration_batch("cifar10", CIFAR10_NPZ, batch_size=16)
     torch.manual_seed(0)
-    model = nb201.build_model(MIXED, num_classes=10, cells_per_stage=1)
+    model = nb201.build_model(MIXED_CELL, num_classes=10, cells_per_stage=1)
     scores = score_model(model, real.inputs, real.targets, PROXIES)
     assert all(math.isfinite(value) for value in scores.values()), scores
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_scores_match_cpu(batch):
-    model = small_cell_model(ALL_CONV3)
-    on_cpu = score_model(model, *batch, PROXIES)
-    on_gpu = score_model(copy.deepcopy(model).cuda(), *batch, PROXIES)
-    for name in PROXIES:
-        assert relative_error(on_gpu[name], on_cpu[name]) < 1e-3, name

@@ -7,7 +7,7 @@ import random
 from collections import defaultdict
 
 import pytest
-from conftest import LiveServer, wait_for_batch
+from conftest import ALL_NONE, LiveServer, wait_for_batch
 from sqlalchemy import func, select
 
 from app.db import Database
@@ -16,7 +16,6 @@ from search_spaces import nb201
 
 PROXIES = ("snip", "grasp", "synflow")
 REAL_DATA_CONFIG = {"data": "real", "batch_size": 16, "channels": 4, "cells_per_stage": 1}
-ALL_NONE = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
 
 
 def _batch_archs() -> list[str]:

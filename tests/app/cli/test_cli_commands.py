@@ -6,26 +6,25 @@ import csv
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG, LiveServer, service_settings, wait_until
-from sqlalchemy import func, inspect, select
+from conftest import (
+    NASSCORE,
+    TINY_SYNTHETIC_FLAGS,
+    LiveServer,
+    job_counts,
+    nasscore,
+    service_settings,
+    wait_until,
+)
+from sqlalchemy import func, select
 
 from app.db import Database
 from app.db.migrations import current_revision, head_revision
 from app.db.models import Architecture, BatchItem, BatchJob, Observation, Score
 from app.settings import Settings
 from scorers import DEFAULT_PROXIES
-
-NASSCORE = str(Path(sys.executable).with_name("nasscore"))
-TINY_FLAGS = ["--data", "synthetic", "--batch-size", str(TINY_CONFIG["batch_size"]), "--channels",
-              str(TINY_CONFIG["channels"]), "--cells-per-stage", str(TINY_CONFIG["cells_per_stage"])]
-
-
-def nasscore(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([NASSCORE, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def _env(database_url: str, tmp_path: Path) -> dict[str, str]:
@@ -103,22 +102,9 @@ def test_observations_import_errors_name_the_problem(sqlite_url: str, tmp_path: 
     assert not_a_number.returncode == 1 and "acc.csv:2" in not_a_number.stderr
 
 
-def job_counts(database_url: str) -> dict[str, int]:
-    """Batch items per status; none before the command has migrated the database (SQLite creates the file on
-    its first connection, a moment before the tables exist)."""
-    database = Database(database_url)
-    try:
-        if not inspect(database.engine).has_table(BatchItem.__tablename__):
-            return {}
-        with database.read_session() as session:
-            return dict(session.execute(select(BatchItem.status, func.count()).group_by(BatchItem.status)).all())
-    finally:
-        database.dispose()
-
-
 def test_local_batch_survives_ctrl_c_and_resumes(sqlite_url: str, tmp_path: Path) -> None:
     env = _env(sqlite_url, tmp_path)
-    command = [NASSCORE, "batch", "nb201", "--sample", "12", "--seed", "9", *TINY_FLAGS]
+    command = [NASSCORE, "batch", "nb201", "--sample", "12", "--seed", "9", *TINY_SYNTHETIC_FLAGS]
     interrupted = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def progressed() -> bool:
@@ -161,15 +147,15 @@ def test_batch_against_a_running_server(sqlite_url: str, tmp_path: Path) -> None
     )
     with LiveServer(service_settings(tmp_path / "server", sqlite_url)) as server:
         url = f"http://127.0.0.1:{server.port}"
-        result = nasscore("batch", "nb201", "--file", str(archs), "--server", url, *TINY_FLAGS)
+        result = nasscore("batch", "nb201", "--file", str(archs), "--server", url, *TINY_SYNTHETIC_FLAGS)
         assert result.returncode == 0, result.stderr
         assert "done: 3 scored, 0 failed" in result.stdout
-        again = nasscore("batch", "nb201", "--file", str(archs), "--server", url, *TINY_FLAGS)
+        again = nasscore("batch", "nb201", "--file", str(archs), "--server", url, *TINY_SYNTHETIC_FLAGS)
         assert again.returncode == 0 and "done: 3 scored" in again.stdout
         path_data = nasscore("batch", "nb201", "--file", str(archs), "--server", url, "--data", str(tmp_path))
         assert path_data.returncode == 1 and "--data" in path_data.stderr
         archs.write_text("|nor_conv_3x3~0|+|bogus~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|\n")
-        bad = nasscore("batch", "nb201", "--file", str(archs), "--server", url, *TINY_FLAGS)
+        bad = nasscore("batch", "nb201", "--file", str(archs), "--server", url, *TINY_SYNTHETIC_FLAGS)
         assert bad.returncode == 1 and "archs.txt:1" in bad.stderr and "bogus" in bad.stderr
 
 

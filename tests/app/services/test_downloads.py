@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from conftest import denormalise, free_port, index_of_rows
 
 from app.services.downloads import KNOWN_DATASETS, DownloadError, download_dataset
-from conftest import free_port
-from scorers.calibration import DATASETS, CalibrationBatch, load_calibration_batch
+from scorers.calibration import load_calibration_batch
 
 CIFAR10_DIR = "cifar-10-batches-py"
 CIFAR100_DIR = "cifar-100-python"
@@ -105,18 +104,6 @@ def _cifar100_members() -> tuple[dict[str, bytes], np.ndarray, np.ndarray]:
     return members, images, np.array(fine)
 
 
-def _index_of_rows(haystack: np.ndarray, needles: np.ndarray) -> list[int]:
-    flat = haystack.reshape(len(haystack), -1)
-    return [int(np.flatnonzero((flat == row).all(axis=1))[0]) for row in needles.reshape(len(needles), -1)]
-
-
-def _denormalise(batch: CalibrationBatch, dataset: str) -> np.ndarray:
-    spec = DATASETS[dataset]
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std).view(1, 3, 1, 1)
-    return (batch.inputs * std + mean).mul(255).round().to(torch.uint8).numpy()
-
-
 def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with np.load(path, allow_pickle=False) as archive:
         assert sorted(archive.files) == ["images", "labels"]
@@ -160,7 +147,7 @@ def test_downloaded_npz_is_a_calibration_source(server, tmp_path, dataset):
     path = download_dataset(dataset, tmp_path / "data", url=url, md5=md5, progress=False)
     batch = load_calibration_batch(dataset, path, batch_size=8, seed=1)
     assert batch.inputs.shape == (8, 3, 32, 32)
-    rows = _index_of_rows(images, _denormalise(batch, dataset))
+    rows = index_of_rows(images, denormalise(batch, dataset))
     assert len(set(rows)) == 8
     assert batch.targets.tolist() == labels[rows].tolist()
 

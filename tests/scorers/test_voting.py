@@ -1,12 +1,10 @@
-"""Rank voting on hand-built populations whose ranks are worked out by hand in the comments."""
+"""Rank voting: rank scores, mean rank, log rank, majority, percentiles."""
 
 import math
 
 import numpy as np
 import pytest
 
-from scorers import DEFAULT_PROXIES, get_proxy
-from scorers.presets import DEFAULT_PRESET, PRESETS, UnknownPresetError, get_preset
 from scorers.voting import (
     MAJORITY_MAX_ARCHITECTURES,
     VOTE_METHODS,
@@ -204,21 +202,3 @@ def test_vote_percentile_respects_direction_and_ties():
 def test_vote_percentile_requires_every_population_proxy():
     with pytest.raises(ValueError, match="b"):
         vote_percentile({"a": np.ones(2), "b": np.ones(2)}, {"a": 1.0}, BOTH_HIGH)
-
-
-def test_presets_name_registered_proxies_and_known_methods() -> None:
-    assert PRESETS["mission"].proxies == ("snip", "grasp", "synflow")
-    assert PRESETS["mission"].method == "mean_rank"
-    assert set(PRESETS["azn"].proxies) == {"az_expressivity", "az_progressivity", "az_trainability", "az_complexity"}
-    assert PRESETS["azn"].method == "log_rank"
-    assert DEFAULT_PRESET in PRESETS
-    assert DEFAULT_PROXIES == tuple(dict.fromkeys(PRESETS["mission"].proxies + PRESETS[DEFAULT_PRESET].proxies))
-    for preset in PRESETS.values():
-        assert len(set(preset.proxies)) == len(preset.proxies) >= 2
-        assert all(get_proxy(name).name == name for name in preset.proxies)
-        assert preset.method in VOTE_METHODS and preset.description
-
-
-def test_an_unknown_preset_names_the_known_ones() -> None:
-    with pytest.raises(UnknownPresetError, match="known presets: mission, azn, best"):
-        get_preset("borda")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import httpx
 import numpy as np
 import pytest
-from conftest import CIFAR10_NPZ, NB201_CSV, LiveServer, wait_for_batch
+from conftest import CIFAR10_NPZ, NB201_CSV, PNG_MAGIC, LiveServer, wait_for_batch
 from matplotlib import image as mpimg
 from scipy.stats import rankdata, spearmanr
 from sqlalchemy import select
@@ -25,7 +25,11 @@ from app.cli import main as nasscore_main
 from app.db import Database
 from app.db.models import ScoringConfig
 from app.reports.plots import DPI, PANEL_SIZE_INCHES, grid_shape
-from app.services.configs import PROXY_IMPLEMENTATION_VERSION, ResolvedConfig, get_or_create_config
+from app.services.configs import (
+    PROXY_IMPLEMENTATION_VERSION,
+    ResolvedConfig,
+    get_or_create_config,
+)
 from app.services.observations import ObservationInput, record_observations
 from app.services.reports import ReportQuery, correlation_panels
 from app.services.scores import record_scores
@@ -38,7 +42,6 @@ from search_spaces import nb201
 from search_spaces.nb201.naslib import arch_to_naslib_key, naslib_key_to_arch
 
 PROXIES = ("snip", "grasp", "synflow")
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 REAL_SAMPLE = 150
 # SynFlow needs one example; a narrow one-cell-per-stage network keeps 150 cells fast and still ranks well.
 REAL_CONFIG = {"data": "real", "batch_size": 1, "channels": 8, "cells_per_stage": 1}

@@ -5,14 +5,23 @@ share the queue, and configurations made before batches were stored are kept and
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from conftest import TINY_CONFIG, LiveServer, free_port, service_settings, wait_ready, wait_until
-from typing import Any
-
+from conftest import (
+    NASSCORE,
+    README_CELL,
+    TINY_CONFIG,
+    TINY_FLAGS,
+    LiveServer,
+    free_port,
+    nasscore,
+    service_settings,
+    wait_ready,
+    wait_until,
+)
 from sqlalchemy import JSON, column, func, insert, select, table
 
 from app.db import Database
@@ -28,15 +37,6 @@ from app.db.models import (
     utcnow,
 )
 from scorers.calibration import builtin_image_set, read_image_set
-
-NASSCORE = str(Path(sys.executable).with_name("nasscore"))
-README_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
-TINY_FLAGS = ["--batch-size", str(TINY_CONFIG["batch_size"]), "--channels", str(TINY_CONFIG["channels"]),
-              "--cells-per-stage", str(TINY_CONFIG["cells_per_stage"])]
-
-
-def nasscore(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([NASSCORE, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def _env(home: Path, database_url: str | None = None) -> dict[str, str]:

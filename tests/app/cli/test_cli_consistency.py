@@ -13,17 +13,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, wait_until
-from test_service_cli import NASSCORE, TINY_FLAGS, job_counts, nasscore
+from conftest import (
+    NASSCORE,
+    README_CELL,
+    REPO_ROOT,
+    TINY_SYNTHETIC_FLAGS,
+    job_counts,
+    nasscore,
+    wait_until,
+)
 
 from app.cli import build_parser
 from app.cli._common import NameList
 from scorers import list_proxies
 from scorers.presets import DEFAULT_PRESET, PRESETS
 
-ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 # The positional arguments each command with --proxies needs before it can parse.
-PROXIES_COMMANDS = {"batch": ["nb201", "--all"], "score": [ARCH], "leaderboard": [], "correlate": []}
+PROXIES_COMMANDS = {"batch": ["nb201", "--all"], "score": [README_CELL], "leaderboard": [], "correlate": []}
 MEASURED_COSTS = REPO_ROOT / "docs" / "correlation_nb201_cifar10_n1000_seed1.md"  # measured on a quiet machine
 
 
@@ -167,7 +173,7 @@ def test_presets_lists_every_preset() -> None:
         ["spaces", "nope"],
         ["spaces", "nb201", "--sample", "0"],
         ["score", "|bogus~0|"],
-        ["score", ARCH, "--space", "nope"],
+        ["score", README_CELL, "--space", "nope"],
         ["batch", "nb201"],
         ["leaderboard", "--preset", "best", "--proxies", "snip"],
         ["nosuch"],
@@ -191,7 +197,8 @@ def test_local_batch_stops_cleanly_and_resumes(
 ) -> None:
     env = os.environ | {"NASSCORE_HOME": str(tmp_path / "home"), "NASSCORE_DATABASE_URL": sqlite_url,
                         "NASSCORE_WORKERS": "1"}
-    command = [NASSCORE, "batch", "nb201", "--sample", "8", "--seed", "4", "--proxies", "snip,synflow", *TINY_FLAGS]
+    command = [NASSCORE, "batch", "nb201", "--sample", "8", "--seed", "4", "--proxies", "snip,synflow",
+               *TINY_SYNTHETIC_FLAGS]
     running = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=_ignore_sigint)
 

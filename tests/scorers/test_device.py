@@ -1,0 +1,56 @@
+"""Device choice and CPU threads, and CUDA scores equal to CPU scores."""
+
+import copy
+import os
+
+import pytest
+import torch
+from conftest import ALL_CONV, relative_error, small_model
+
+from scorers import score_model
+from scorers.device import configure_cpu_threads, resolve_device
+
+# Every proxy family: the pruning saliencies, the baselines, and the expressivity proxies.
+PROXIES = (
+    "snip", "grasp", "synflow",
+    "grad_norm", "fisher", "jacob_cov", "nwot", "zico", "params", "flops", "l2_norm",
+    "zen", "meco", "swap", "az_expressivity", "az_progressivity", "az_trainability", "az_complexity",
+)
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    for bad in ("tpu", "cuda:x"):
+        with pytest.raises(ValueError):
+            resolve_device(bad)
+
+
+def test_configure_cpu_threads_sets_torch_threads():
+    previous = torch.get_num_threads()
+    try:
+        assert configure_cpu_threads(3) == torch.get_num_threads() == 3
+        assert configure_cpu_threads(0) == 1
+        assert 1 <= configure_cpu_threads() == torch.get_num_threads() <= (os.cpu_count() or 1)
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without CUDA")
+def test_resolve_device_explains_missing_cuda():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        resolve_device("cuda:0")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_scores_match_cpu(synthetic_batch):
+    """Random draws are made on the CPU, so only float rounding differs; a ReLU code near 0 may flip, so
+    SWAP's count gets a looser bound."""
+    model = small_model(ALL_CONV)
+    on_cpu = score_model(model, *synthetic_batch, PROXIES)
+    on_gpu = score_model(copy.deepcopy(model).cuda(), *synthetic_batch, PROXIES)
+    for name in PROXIES:
+        assert relative_error(on_gpu[name], on_cpu[name]) < (1e-2 if name == "swap" else 1e-3), name
