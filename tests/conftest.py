@@ -31,8 +31,14 @@ TINY_CONFIG = {"data": "synthetic", "batch_size": 8, "channels": 4, "cells_per_s
 READY_TIMEOUT_SECONDS = 180
 NASSCORE = str(Path(sys.executable).with_name("nasscore"))
 # The same sizes as `nasscore` flags: TINY_FLAGS for the dataset's own data, TINY_SYNTHETIC_FLAGS for synthetic data.
-TINY_FLAGS = ["--batch-size", str(TINY_CONFIG["batch_size"]), "--channels", str(TINY_CONFIG["channels"]),
-              "--cells-per-stage", str(TINY_CONFIG["cells_per_stage"])]
+TINY_FLAGS = [
+    "--batch-size",
+    str(TINY_CONFIG["batch_size"]),
+    "--channels",
+    str(TINY_CONFIG["channels"]),
+    "--cells-per-stage",
+    str(TINY_CONFIG["cells_per_stage"]),
+]
 TINY_SYNTHETIC_FLAGS = ["--data", "synthetic", *TINY_FLAGS]
 
 # NB201 cells used across the tests.
@@ -394,8 +400,14 @@ def store_classes(database: Any, seed: int, cells: list[list[str]], values: list
         for members, scores in zip(cells, values, strict=True):
             rows = architectures_for_strings(session, space, members)
             outcomes = {proxy: ProxyOutcome(value, 0.01) for proxy, value in scores.items()}
-            record_scores(session, member_ids=[row.id for row in rows], computed_from_id=rows[0].id,
-                          config_id=config.id, outcomes=outcomes, device="cpu")
+            record_scores(
+                session,
+                member_ids=[row.id for row in rows],
+                computed_from_id=rows[0].id,
+                config_id=config.id,
+                outcomes=outcomes,
+                device="cpu",
+            )
             keys.append(rows[0].canonical_key)
     return StoredClasses(resolved.fingerprint, keys, cells)
 

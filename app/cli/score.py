@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.scoring import score_architecture
+    from app.workers.scoring import score_architecture
     from scorers import DEFAULT_PROXIES
     from scorers.calibration import BUILTIN_SETS, DATASETS, load_calibration_batch
     from scorers.device import configure_cpu_threads, resolve_device

@@ -19,12 +19,12 @@ from app.db.models import ScoringConfig
 from app.db.upsert import insert_ignore
 from app.services.calibration import BATCH, CalibrationStore, require_default_pool, store_image_set
 from app.services.errors import InvalidInput
+from app.workers.scoring import INIT_SCHEMES
 from scorers.calibration import CalibrationDataError, ImageSet, synthetic_description
 
 # Bump when proxy code changes the numbers it produces: old and new scores then never mix.
 PROXY_IMPLEMENTATION_VERSION = "1"
 SYNTHETIC = "synthetic"
-INIT_SCHEMES = ("default",)
 SAMPLING_METHODS = ("random", "grasp")
 IDENTITY_FIELDS = ("dataset", "data_source", "batch_size", "sampling", "seed", "init", "proxy_version", "model_params")
 

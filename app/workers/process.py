@@ -41,7 +41,7 @@ class _WorkerState:
         return self.calibration[key]
 
     def run(self, task: ScoringTask) -> TaskResult:
-        from app.scoring import score_architecture
+        from app.workers.scoring import score_architecture
 
         started = time.perf_counter()
         inputs, targets = self.batch(task)
@@ -66,7 +66,7 @@ def worker_main(connection: Connection, name: str, device: str, threads: int, pa
     then ("ok", TaskResult) or ("error", text) per task."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     os.environ.setdefault("OMP_WAIT_POLICY", DEFAULT_OMP_WAIT_POLICY)  # read once, when torch loads below
-    import app.scoring  # noqa: F401  (torch, the proxies and the search spaces, loaded before the first task)
+    import app.workers.scoring  # noqa: F401  (torch, the proxies and the search spaces, loaded before the first task)
 
     state = _WorkerState(name, device, threads)
     if not _send(connection, ("ready", name)):

@@ -23,9 +23,28 @@ def test_harness_writes_a_table_that_matches_the_database(tmp_path) -> None:
         pytest.skip(f"shared CIFAR-10 batch or NB201 accuracies not found under {CIFAR10_NPZ.parents[2]}")
     home, out = tmp_path / "home", tmp_path / "docs"
     out.mkdir()
-    command = [sys.executable, "-m", "bench.correlation", "--sample", str(SAMPLE), "--seed", "3", "--workers", "1",
-               "--proxies", "snip", "grasp", "synflow", "params", "--bootstrap", "50", "--home", str(home),
-               "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.correlation",
+        "--sample",
+        str(SAMPLE),
+        "--seed",
+        "3",
+        "--workers",
+        "1",
+        "--proxies",
+        "snip",
+        "grasp",
+        "synflow",
+        "params",
+        "--bootstrap",
+        "50",
+        "--home",
+        str(home),
+        "--out",
+        str(out),
+    ]
     finished = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr[-2000:]
     stem = out / f"correlation_nb201_cifar10_n{SAMPLE}_seed3"

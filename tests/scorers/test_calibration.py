@@ -31,14 +31,21 @@ def _write_npz(path: Path, **arrays: np.ndarray) -> Path:
 
 
 def _write_cifar_batch(path: Path, images: np.ndarray, labels: list[int], label_key: str = "labels") -> None:
-    content = {"batch_label": "training batch", label_key: labels, "data": images.reshape(len(images), -1),
-               "filenames": [f"img_{i}.png".encode() for i in range(len(images))]}
+    content = {
+        "batch_label": "training batch",
+        label_key: labels,
+        "data": images.reshape(len(images), -1),
+        "filenames": [f"img_{i}.png".encode() for i in range(len(images))],
+    }
     path.write_bytes(pickle.dumps(content, protocol=2))
 
 
 def test_datasets_describe_the_three_nb201_datasets():
     assert {name: (spec.num_classes, spec.image_size) for name, spec in DATASETS.items()} == {
-        "cifar10": (10, 32), "cifar100": (100, 32), "imagenet16-120": (120, 16)}
+        "cifar10": (10, 32),
+        "cifar100": (100, 32),
+        "imagenet16-120": (120, 16),
+    }
     for spec in DATASETS.values():
         assert len(spec.mean) == len(spec.std) == 3
         assert all(0 < value < 1 for value in (*spec.mean, *spec.std))
@@ -135,7 +142,7 @@ def test_synthetic_batches_are_seeded_gaussian_with_labels_in_range():
     batch = load_calibration_batch("imagenet16-120", "synthetic", batch_size=256, seed=7)
     assert batch.inputs.shape == (256, 3, 16, 16)
     assert abs(batch.inputs.mean().item()) < 0.05 and abs(batch.inputs.std().item() - 1) < 0.05
-    assert 0 <= batch.targets.min() and batch.targets.max() < 120
+    assert batch.targets.min() >= 0 and batch.targets.max() < 120
     again = load_calibration_batch("imagenet16-120", "synthetic", batch_size=256, seed=7)
     other_seed = load_calibration_batch("imagenet16-120", "synthetic", batch_size=256)
     assert torch.equal(batch.inputs, again.inputs) and not torch.equal(batch.inputs, other_seed.inputs)

@@ -12,9 +12,24 @@ from scorers.device import configure_cpu_threads, resolve_device
 
 # Every proxy family: the pruning saliencies, the baselines, and the expressivity proxies.
 PROXIES = (
-    "snip", "grasp", "synflow",
-    "grad_norm", "fisher", "jacob_cov", "nwot", "zico", "params", "flops", "l2_norm",
-    "zen", "meco", "swap", "az_expressivity", "az_progressivity", "az_trainability", "az_complexity",
+    "snip",
+    "grasp",
+    "synflow",
+    "grad_norm",
+    "fisher",
+    "jacob_cov",
+    "nwot",
+    "zico",
+    "params",
+    "flops",
+    "l2_norm",
+    "zen",
+    "meco",
+    "swap",
+    "az_expressivity",
+    "az_progressivity",
+    "az_trainability",
+    "az_complexity",
 )
 
 

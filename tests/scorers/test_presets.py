@@ -15,7 +15,7 @@ def test_presets_name_registered_proxies_and_known_methods() -> None:
     assert set(PRESETS["azn"].proxies) == {"az_expressivity", "az_progressivity", "az_trainability", "az_complexity"}
     assert PRESETS["azn"].method == "log_rank"
     assert DEFAULT_PRESET in PRESETS
-    assert DEFAULT_PROXIES == tuple(dict.fromkeys(PRESETS["mission"].proxies + PRESETS[DEFAULT_PRESET].proxies))
+    assert tuple(dict.fromkeys(PRESETS["mission"].proxies + PRESETS[DEFAULT_PRESET].proxies)) == DEFAULT_PROXIES
     for preset in PRESETS.values():
         assert len(set(preset.proxies)) == len(preset.proxies) >= 2
         assert all(get_proxy(name).name == name for name in preset.proxies)

@@ -38,4 +38,5 @@ def test_unknown_proxy_is_a_key_error_listing_known_names(synthetic_batch):
 def test_registering_a_taken_name_is_refused():
     with pytest.raises(ValueError, match="already registered"):
         register_proxy(name="snip", needs_data=True, needs_labels=True, higher_is_better=True, paper="x")(
-            lambda ctx: 0.0)
+            lambda ctx: 0.0
+        )

@@ -33,18 +33,25 @@ def test_fast_double_backward_equals_autograd_in_float64(synthetic_batch):
         assert torch.allclose(ours, reference, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize(("stride", "padding", "dilation", "groups", "affine"),
-                         [(1, 1, 1, 1, True), (2, 0, 1, 2, False), (1, 2, 2, 2, True)])
+@pytest.mark.parametrize(
+    ("stride", "padding", "dilation", "groups", "affine"), [(1, 1, 1, 1, True), (2, 0, 1, 2, False), (1, 2, 2, 2, True)]
+)
 def test_fast_layers_pass_gradgradcheck(stride, padding, dilation, groups, affine):
     torch.manual_seed(0)
-    layers = nn.Sequential(nn.Conv2d(4, 4, 3, stride, padding, dilation, groups, bias=True),
-                           nn.BatchNorm2d(4, affine=affine), nn.ReLU(), nn.Conv2d(4, 2, 1)).double()
+    layers = nn.Sequential(
+        nn.Conv2d(4, 4, 3, stride, padding, dilation, groups, bias=True),
+        nn.BatchNorm2d(4, affine=affine),
+        nn.ReLU(),
+        nn.Conv2d(4, 2, 1),
+    ).double()
     buffers = dict(layers.named_buffers())
     frozen = {name: p.detach() for name, p in layers.named_parameters() if name.startswith("1.")}
     names = [name for name, _ in layers.named_parameters() if not name.startswith("1.")]
 
     def network(inputs, *params):
-        return torch.func.functional_call(layers, ({**frozen, **dict(zip(names, params))}, buffers), (inputs,))
+        return torch.func.functional_call(
+            layers, ({**frozen, **dict(zip(names, params, strict=False))}, buffers), (inputs,)
+        )
 
     inputs = torch.randn(2, 4, 5, 5, dtype=torch.float64, requires_grad=True)
     params = [p.detach().clone().requires_grad_() for name, p in layers.named_parameters() if name in names]

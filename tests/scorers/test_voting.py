@@ -106,7 +106,7 @@ def test_majority_matches_brute_force_on_a_random_population():
             if i != j:
                 margin = np.sign(ranks[i] - ranks[j]).sum()
                 expected[i] += 1.0 if margin > 0 else 0.5 if margin == 0 else 0.0
-    votes = vote(scores, dict(zip("xyz", directions)), "majority", names=list("xyz"))
+    votes = vote(scores, dict(zip("xyz", directions, strict=False)), "majority", names=list("xyz"))
     np.testing.assert_allclose(votes, expected / 59)
 
 

@@ -31,7 +31,7 @@ def functional_fingerprint(ops: tuple[str, ...], points: list[int], coefficients
         values = [point]
         for node in (1, 2, 3):
             total = 0
-            for (target, source), op in zip(nb201.EDGES, ops):
+            for (target, source), op in zip(nb201.EDGES, ops, strict=False):
                 if target == node and op != "none":
                     total += values[source] if op == "skip_connect" else apply(op, values[source])
             values.append(total % PRIME)

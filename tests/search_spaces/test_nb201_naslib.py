@@ -31,11 +31,15 @@ def _nb201_table() -> list[dict[str, str]]:
         # from the NB201 string order, so a wrong edge order cannot pass):
         (SCRAMBLED_CELL, "(1, 0, 3, 2, 4, 1)"),
         # Row 0 of the shared table: 0→1 avg, 0→2 conv1, 0→3 conv1, 1→2 skip, 1→3 skip, 2→3 skip:
-        ("|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|",
-         "(4, 3, 3, 0, 0, 0)"),
+        (
+            "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|",
+            "(4, 3, 3, 0, 0, 0)",
+        ),
         # Key (4, 0, 3, 1, 4, 3): 0→1 avg, 0→2 skip, 0→3 conv1, 1→2 none, 1→3 avg, 2→3 conv1:
-        ("|avg_pool_3x3~0|+|skip_connect~0|none~1|+|nor_conv_1x1~0|avg_pool_3x3~1|nor_conv_1x1~2|",
-         "(4, 0, 3, 1, 4, 3)"),
+        (
+            "|avg_pool_3x3~0|+|skip_connect~0|none~1|+|nor_conv_1x1~0|avg_pool_3x3~1|nor_conv_1x1~2|",
+            "(4, 0, 3, 1, 4, 3)",
+        ),
     ],
 )
 def test_naslib_keys_checked_by_hand(arch, key):

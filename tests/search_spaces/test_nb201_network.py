@@ -47,9 +47,15 @@ def test_dead_edges_keep_their_parameters():
 
 def test_state_dict_uses_the_benchmarks_module_names():
     keys = set(nb201.build_model(ALL_CONV).state_dict())
-    for key in ("stem.0.weight", "cells.0.layers.5.op.1.weight", "cells.5.conv_a.op.1.weight",
-                "cells.11.downsample.1.weight", "cells.16.layers.0.op.2.running_var", "lastact.0.bias",
-                "classifier.bias"):
+    for key in (
+        "stem.0.weight",
+        "cells.0.layers.5.op.1.weight",
+        "cells.5.conv_a.op.1.weight",
+        "cells.11.downsample.1.weight",
+        "cells.16.layers.0.op.2.running_var",
+        "lastact.0.bias",
+        "classifier.bias",
+    ):
         assert key in keys
 
 
@@ -98,7 +104,7 @@ def test_a_cell_with_no_live_input_outputs_zeros():
 
 def _gradients(outputs, parameters, **kwargs):
     grads = torch.autograd.grad(outputs, parameters, allow_unused=True, **kwargs)
-    return [torch.zeros_like(p) if g is None else g for p, g in zip(parameters, grads)]
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(parameters, grads, strict=False)]
 
 
 def _compared_parameters(model: nb201.NB201Network) -> tuple[list[str], list[torch.nn.Parameter]]:
@@ -132,12 +138,12 @@ def test_pruned_forward_matches_the_full_forward_outputs_gradients_and_hessian_p
     for label, forward in (("pruned", model), ("full", lambda x: reference_forward(model, x))):
         logits = forward(inputs)
         grads = _gradients(F.cross_entropy(logits, targets), parameters, create_graph=True)
-        dot = sum((g * d).sum() for g, d in zip(grads, directions) if g.requires_grad)
+        dot = sum((g * d).sum() for g, d in zip(grads, directions, strict=False) if g.requires_grad)
         results[label] = (logits.detach(), [g.detach() for g in grads], _gradients(dot, parameters))
 
     (logits, grads, hvps), (ref_logits, ref_grads, ref_hvps) = results["pruned"], results["full"]
     torch.testing.assert_close(logits, ref_logits, rtol=1e-12, atol=1e-12)
-    for name, grad, ref_grad, hvp, ref_hvp in zip(names, grads, ref_grads, hvps, ref_hvps):
+    for name, grad, ref_grad, hvp, ref_hvp in zip(names, grads, ref_grads, hvps, ref_hvps, strict=False):
         torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-12, msg=f"gradient of {name}")
         torch.testing.assert_close(hvp, ref_hvp, rtol=1e-10, atol=1e-12, msg=f"Hessian product of {name}")
     assert any(grad.abs().sum() > 0 for grad in grads)

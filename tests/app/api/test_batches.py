@@ -13,7 +13,9 @@ def test_batch_lifecycle_and_listing(live_service: LiveServer) -> None:
     assert created.headers["location"] == created.json()["url"]
     assert created.json()["total"] == 5 and created.json()["resumed"] is False
     finished = wait_for_batch(client, created.json()["id"])
-    assert (finished["status"], finished["done"], finished["failed"], finished["pending"]) == ("done", 5, 0, 0), finished
+    assert (finished["status"], finished["done"], finished["failed"], finished["pending"]) == ("done", 5, 0, 0), (
+        finished
+    )
     assert finished["finished_at"] is not None and finished["eta_seconds"] == 0
     listed = client.get("/v1/batches", params={"status": "done", "limit": 1000}).json()
     assert created.json()["id"] in {b["id"] for b in listed["items"]}

@@ -50,8 +50,10 @@ def test_first_run_scores_the_readme_cell_on_real_images(tmp_path: Path) -> None
     log = tmp_path / "serve.log"
     with log.open("w") as stream:
         server = subprocess.Popen(
-            [NASSCORE, "serve", "--port", str(port), "--sync-wait-seconds", "120"], env=_env(tmp_path / "home"),
-            stdout=stream, stderr=stream,
+            [NASSCORE, "serve", "--port", str(port), "--sync-wait-seconds", "120"],
+            env=_env(tmp_path / "home"),
+            stdout=stream,
+            stderr=stream,
         )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
@@ -109,8 +111,18 @@ def test_cli_batch_and_server_share_one_queue(database_url: str, tmp_path: Path,
     settings = service_settings(tmp_path / "server", database_url, data_dir=tmp_path / "no-data")
     with LiveServer(settings):
         result = nasscore(
-            "batch", "nb201", "--sample", "8", "--seed", "3", "--data", str(cifar10_npz), "--proxies", "snip,synflow",
-            *TINY_FLAGS, env=_env(tmp_path / "cli", database_url),
+            "batch",
+            "nb201",
+            "--sample",
+            "8",
+            "--seed",
+            "3",
+            "--data",
+            str(cifar10_npz),
+            "--proxies",
+            "snip,synflow",
+            *TINY_FLAGS,
+            env=_env(tmp_path / "cli", database_url),
         )
         assert result.returncode == 0, result.stderr
         assert "done: 8 scored, 0 failed" in result.stdout
@@ -128,10 +140,28 @@ def test_cli_batch_and_server_share_one_queue(database_url: str, tmp_path: Path,
         database.dispose()
 
 
-V1_CONFIG_COLUMNS = ("fingerprint", "dataset", "data_source", "batch_size", "sampling", "seed", "init",
-                     "proxy_version", "model_params", "created_at")
-V1_SCORE_COLUMNS = ("architecture_id", "config_id", "proxy", "value", "seconds", "device", "computed_from_id",
-                    "created_at")
+V1_CONFIG_COLUMNS = (
+    "fingerprint",
+    "dataset",
+    "data_source",
+    "batch_size",
+    "sampling",
+    "seed",
+    "init",
+    "proxy_version",
+    "model_params",
+    "created_at",
+)
+V1_SCORE_COLUMNS = (
+    "architecture_id",
+    "config_id",
+    "proxy",
+    "value",
+    "seconds",
+    "device",
+    "computed_from_id",
+    "created_at",
+)
 
 
 def _table(name: str, *columns: str) -> Any:
@@ -146,21 +176,39 @@ def _legacy_database(url: str, data_source: str) -> None:
     database = Database(url)
     try:
         with database.session() as session:
-            space_id = session.execute(insert(SearchSpace).values(name="nb201", created_at=utcnow())).inserted_primary_key[0]
+            space_id = session.execute(
+                insert(SearchSpace).values(name="nb201", created_at=utcnow())
+            ).inserted_primary_key[0]
             arch_id = session.execute(
                 insert(Architecture).values(space_id=space_id, arch=README_CELL, canonical_key="k")
             ).inserted_primary_key[0]
             configs = _table("scoring_configs", *V1_CONFIG_COLUMNS)
             config_id = session.execute(
-                insert(configs).values(
-                    fingerprint="0" * 64, dataset="cifar10", data_source=data_source, batch_size=8, sampling="random",
-                    seed=0, init="default", proxy_version="1", model_params={"num_classes": 10}, created_at=utcnow(),
-                ).returning(configs.c.id)
+                insert(configs)
+                .values(
+                    fingerprint="0" * 64,
+                    dataset="cifar10",
+                    data_source=data_source,
+                    batch_size=8,
+                    sampling="random",
+                    seed=0,
+                    init="default",
+                    proxy_version="1",
+                    model_params={"num_classes": 10},
+                    created_at=utcnow(),
+                )
+                .returning(configs.c.id)
             ).scalar_one()
             session.execute(
                 insert(_table("scores", *V1_SCORE_COLUMNS)).values(
-                    architecture_id=arch_id, config_id=config_id, proxy="snip", value=1.5, seconds=0.1, device="cpu",
-                    computed_from_id=arch_id, created_at=utcnow(),
+                    architecture_id=arch_id,
+                    config_id=config_id,
+                    proxy="snip",
+                    value=1.5,
+                    seconds=0.1,
+                    device="cpu",
+                    computed_from_id=arch_id,
+                    created_at=utcnow(),
                 )
             )
     finally:
@@ -204,8 +252,12 @@ def test_a_legacy_configuration_fails_its_items_with_the_fix(sqlite_url: str, tm
 
             space = session.execute(select(SearchSpace)).scalar_one()
             jobs.create_job(
-                session, kind=JobKind.BATCH, space=space, config=session.execute(select(ScoringConfig)).scalar_one(),
-                proxies=("synflow",), architectures=session.execute(select(Architecture)).scalars().all(),
+                session,
+                kind=JobKind.BATCH,
+                space=space,
+                config=session.execute(select(ScoringConfig)).scalar_one(),
+                proxies=("synflow",),
+                architectures=session.execute(select(Architecture)).scalars().all(),
             )
     finally:
         database.dispose()

@@ -125,15 +125,27 @@ def _store_hand_made(
                 for proxy in (*PROXIES, *extra)
                 if (row.arch, proxy) not in missing
             }
-            record_scores(session, member_ids=[row.id], computed_from_id=row.id, config_id=stored.id,
-                          outcomes=outcomes, device="cpu")
+            record_scores(
+                session,
+                member_ids=[row.id],
+                computed_from_id=row.id,
+                config_id=stored.id,
+                outcomes=outcomes,
+                device="cpu",
+            )
     return HandMade(config.fingerprint, archs, values, seconds, missing, {})
 
 
 def _hand_made_config(label: str, seed: int) -> ResolvedConfig:
     return ResolvedConfig(
-        dataset="cifar10", data_source=f"synthetic:test-{label}", batch_size=1,
-        sampling="random", seed=seed, init="default", proxy_version=PROXY_IMPLEMENTATION_VERSION, model_params={},
+        dataset="cifar10",
+        data_source=f"synthetic:test-{label}",
+        batch_size=1,
+        sampling="random",
+        seed=seed,
+        init="default",
+        proxy_version=PROXY_IMPLEMENTATION_VERSION,
+        model_params={},
     )
 
 
@@ -187,8 +199,12 @@ def real_synflow(live_service: LiveServer) -> dict:
     assert created.status_code == 202, created.text
     with NB201_CSV.open() as stream:
         table = [row for row in csv.DictReader(stream) if row["arch"] not in archs[:HELD_OUT]]
-    observations = [ObservationInput(arch=row["arch"], dataset="cifar10", accuracy=float(row["cifar10_test_acc"]),
-                                     source=NB201_CSV.name) for row in table]
+    observations = [
+        ObservationInput(
+            arch=row["arch"], dataset="cifar10", accuracy=float(row["cifar10_test_acc"]), source=NB201_CSV.name
+        )
+        for row in table
+    ]
     database = Database(live_service.settings.resolved_database_url)
     try:
         with database.session() as session:
@@ -408,8 +424,14 @@ def _add_score(database: Database, fingerprint: str, arch: str, proxy: str, valu
         [row] = architectures_for_strings(session, ensure_space(session, "nb201"), [arch])
         find = select(ScoringConfig.id).where(ScoringConfig.fingerprint == fingerprint)
         config_id = session.execute(find).scalar_one()
-        record_scores(session, member_ids=[row.id], computed_from_id=row.id, config_id=config_id,
-                      outcomes={proxy: ProxyOutcome(value, 0.01)}, device="cpu")
+        record_scores(
+            session,
+            member_ids=[row.id],
+            computed_from_id=row.id,
+            config_id=config_id,
+            outcomes={proxy: ProxyOutcome(value, 0.01)},
+            device="cpu",
+        )
 
 
 def test_new_scores_and_observations_show_up_at_once(live_service: LiveServer) -> None:
@@ -518,8 +540,17 @@ def test_cli_leaderboard_prints_the_same_table_locally_and_from_the_server(
     live_service: LiveServer, hand_made: HandMadeSet, capsys: pytest.CaptureFixture
 ) -> None:
     a = hand_made.a
-    flags = ["leaderboard", "--config", a.fingerprint, "--method", "log_rank", "--limit", "5",
-             "--metric", SYNTHETIC_METRIC]
+    flags = [
+        "leaderboard",
+        "--config",
+        a.fingerprint,
+        "--method",
+        "log_rank",
+        "--limit",
+        "5",
+        "--metric",
+        SYNTHETIC_METRIC,
+    ]
     assert nasscore_main([*flags, "--database-url", live_service.settings.resolved_database_url]) == 0
     local = capsys.readouterr().out
     assert nasscore_main([*flags, "--server", str(live_service.client.base_url)]) == 0
@@ -540,8 +571,19 @@ def test_cli_correlate_prints_the_figures_and_writes_the_plot(
 ) -> None:
     a = hand_made.a
     plot = tmp_path / "rho.png"
-    flags = ["correlate", "--config", a.fingerprint, "--metric", SYNTHETIC_METRIC, "--bootstrap", "50",
-             "--server", str(live_service.client.base_url), "--plot", str(plot)]
+    flags = [
+        "correlate",
+        "--config",
+        a.fingerprint,
+        "--metric",
+        SYNTHETIC_METRIC,
+        "--bootstrap",
+        "50",
+        "--server",
+        str(live_service.client.base_url),
+        "--plot",
+        str(plot),
+    ]
     assert nasscore_main(flags) == 0
     printed = capsys.readouterr().out
     assert plot.read_bytes().startswith(PNG_MAGIC)
@@ -599,15 +641,24 @@ def twins(live_service: LiveServer) -> Twins:
             for index, members in enumerate(classes):
                 rows = architectures_for_strings(session, space, members)
                 outcomes = {proxy: ProxyOutcome(float(values[proxy][index]), 0.01) for proxy in PROXIES}
-                record_scores(session, member_ids=[row.id for row in rows], computed_from_id=rows[0].id,
-                              config_id=stored.id, outcomes=outcomes, device="cpu")
+                record_scores(
+                    session,
+                    member_ids=[row.id for row in rows],
+                    computed_from_id=rows[0].id,
+                    config_id=stored.id,
+                    outcomes=outcomes,
+                    device="cpu",
+                )
     finally:
         database.dispose()
     unobserved = {members[-1] for members in classes if len(members) > 1} | set(classes[0])
-    accuracy = {arch: round(rng.uniform(50, 90), 3) for members in classes for arch in members
-                if arch not in unobserved}
-    observations = [{"arch": arch, "dataset": "cifar10", "metric": TWINS_METRIC, "accuracy": value}
-                    for arch, value in accuracy.items()]
+    accuracy = {
+        arch: round(rng.uniform(50, 90), 3) for members in classes for arch in members if arch not in unobserved
+    }
+    observations = [
+        {"arch": arch, "dataset": "cifar10", "metric": TWINS_METRIC, "accuracy": value}
+        for arch, value in accuracy.items()
+    ]
     posted = live_service.client.post("/v1/observations", json=observations)
     assert posted.status_code == 200, posted.text
     return Twins(config.fingerprint, classes, values, accuracy)
@@ -636,8 +687,9 @@ def test_correlations_count_each_isomorphism_class_once(live_service: LiveServer
 
     directions = {proxy: get_proxy(proxy).higher_is_better for proxy in PROXIES}
     class_votes = vote(twins.values, directions, report["vote"]["method"])
-    cell_votes = vote({proxy: twins.values[proxy][cell_class] for proxy in PROXIES}, directions,
-                      report["vote"]["method"])
+    cell_votes = vote(
+        {proxy: twins.values[proxy][cell_class] for proxy in PROXIES}, directions, report["vote"]["method"]
+    )
     expected = {
         proxy: (_oriented(proxy, twins.values[proxy]), _oriented(proxy, twins.values[proxy][cell_class]))
         for proxy in PROXIES
@@ -723,9 +775,7 @@ def test_expand_cells_lists_every_cell_ranked_among_cells(live_service: LiveServ
         assert len({expected_ranks[arch] for arch in members}) == 1, "copies of a class share its rank"
 
 
-def test_cli_counts_classes_and_cells(
-    live_service: LiveServer, twins: Twins, capsys: pytest.CaptureFixture
-) -> None:
+def test_cli_counts_classes_and_cells(live_service: LiveServer, twins: Twins, capsys: pytest.CaptureFixture) -> None:
     server = ["--config", twins.fingerprint, "--metric", TWINS_METRIC, "--server", str(live_service.client.base_url)]
     assert nasscore_main(["leaderboard", *server, "--limit", "100"]) == 0
     collapsed = capsys.readouterr().out

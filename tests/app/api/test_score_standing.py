@@ -70,8 +70,14 @@ def _store(database: Database, config: dict, classes: list[list[str]], proxies: 
             key = rows[0].canonical_key
             values[key] = {proxy: float(rng.normal()) if proxy in scored else math.nan for proxy in DEFAULT_PROXIES}
             outcomes = {proxy: ProxyOutcome(values[key][proxy], 0.01) for proxy in scored}
-            record_scores(session, member_ids=[row.id for row in rows], computed_from_id=rows[0].id,
-                          config_id=stored.id, outcomes=outcomes, device="cpu")
+            record_scores(
+                session,
+                member_ids=[row.id for row in rows],
+                computed_from_id=rows[0].id,
+                config_id=stored.id,
+                outcomes=outcomes,
+                device="cpu",
+            )
             cells[key] = members
     return Stored(resolved.fingerprint, config, values, cells)
 

@@ -64,8 +64,19 @@ def test_serve_refuses_a_postgresql_database_without_migrations(postgres_server,
 def test_observations_import_of_the_shared_nb201_table(database_url: str, tmp_path: Path, nb201_csv: Path) -> None:
     env = _env(database_url, tmp_path)
     assert nasscore("db", "upgrade", env=env).returncode == 0
-    args = ["observations", "import", str(nb201_csv), "--dataset", "cifar10", "--arch-col", "arch",
-            "--acc-col", "cifar10_test_acc", "--index-col", "index"]
+    args = [
+        "observations",
+        "import",
+        str(nb201_csv),
+        "--dataset",
+        "cifar10",
+        "--arch-col",
+        "arch",
+        "--acc-col",
+        "cifar10_test_acc",
+        "--index-col",
+        "index",
+    ]
     first = nasscore(*args, env=env)
     assert first.returncode == 0, first.stderr
     assert "imported 15625 observations" in first.stdout
@@ -127,11 +138,15 @@ def test_local_batch_survives_ctrl_c_and_resumes(sqlite_url: str, tmp_path: Path
     try:
         with database.read_session() as session:
             assert session.execute(select(func.count()).select_from(BatchJob)).scalar_one() == 1
-            per_arch = session.execute(
-                select(func.count(Score.id))
-                .join(BatchItem, BatchItem.architecture_id == Score.architecture_id)
-                .group_by(Score.architecture_id)
-            ).scalars().all()
+            per_arch = (
+                session.execute(
+                    select(func.count(Score.id))
+                    .join(BatchItem, BatchItem.architecture_id == Score.architecture_id)
+                    .group_by(Score.architecture_id)
+                )
+                .scalars()
+                .all()
+            )
     finally:
         database.dispose()
     assert per_arch == [len(DEFAULT_PROXIES)] * 12
@@ -169,8 +184,11 @@ def test_local_batch_reports_missing_real_data(sqlite_url: str, tmp_path: Path) 
 
 @pytest.mark.parametrize(
     ("flags", "named"),
-    [(["--sample", "0"], "--sample"), (["--sample", "3", "--batch-size", "0"], "--batch-size"),
-     (["--sample", "2", "--proxies", "nope"], "--proxies")],
+    [
+        (["--sample", "0"], "--sample"),
+        (["--sample", "3", "--batch-size", "0"], "--batch-size"),
+        (["--sample", "2", "--proxies", "nope"], "--proxies"),
+    ],
 )
 def test_bad_batch_arguments(sqlite_url: str, tmp_path: Path, flags: list[str], named: str) -> None:
     result = nasscore("batch", "nb201", *flags, "--data", "synthetic", env=_env(sqlite_url, tmp_path))

@@ -55,8 +55,11 @@ def test_every_list_valued_flag_reads_the_one_list_syntax() -> None:
 
 
 def test_the_commands_with_proxies_are_the_ones_checked_below() -> None:
-    with_proxies = {path.removeprefix("nasscore ") for path, parser in ALL_PARSERS.items()
-                    if "--proxies" in parser._option_string_actions}
+    with_proxies = {
+        path.removeprefix("nasscore ")
+        for path, parser in ALL_PARSERS.items()
+        if "--proxies" in parser._option_string_actions
+    }
     assert with_proxies == set(PROXIES_COMMANDS)
 
 
@@ -118,8 +121,10 @@ def test_help_shows_defaults_as_users_see_it() -> None:
 
 
 def test_help_does_not_import_torch() -> None:
-    check = "import sys\nfrom app.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n" \
-            "assert 'torch' not in sys.modules, 'nasscore --help imported torch'"
+    check = (
+        "import sys\nfrom app.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'nasscore --help imported torch'"
+    )
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
 
@@ -195,12 +200,26 @@ def _ignore_sigint() -> None:
 def test_local_batch_stops_cleanly_and_resumes(
     stop: signal.Signals, exit_code: int, sqlite_url: str, tmp_path: Path
 ) -> None:
-    env = os.environ | {"NASSCORE_HOME": str(tmp_path / "home"), "NASSCORE_DATABASE_URL": sqlite_url,
-                        "NASSCORE_WORKERS": "1"}
-    command = [NASSCORE, "batch", "nb201", "--sample", "8", "--seed", "4", "--proxies", "snip,synflow",
-               *TINY_SYNTHETIC_FLAGS]
-    running = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=_ignore_sigint)
+    env = os.environ | {
+        "NASSCORE_HOME": str(tmp_path / "home"),
+        "NASSCORE_DATABASE_URL": sqlite_url,
+        "NASSCORE_WORKERS": "1",
+    }
+    command = [
+        NASSCORE,
+        "batch",
+        "nb201",
+        "--sample",
+        "8",
+        "--seed",
+        "4",
+        "--proxies",
+        "snip,synflow",
+        *TINY_SYNTHETIC_FLAGS,
+    ]
+    running = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ignore_sigint
+    )
 
     def progressed() -> bool:
         assert running.poll() is None, running.communicate()

@@ -43,8 +43,19 @@ def _build_wheel(work: Path) -> Path:
 def _install_into_fresh_venv(wheel: Path, venv: Path) -> None:
     """A venv of its own holding only nasscore (no pip of its own either: the running pip installs into it)."""
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
-    _run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--no-deps", "--no-index",
-          str(wheel)])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ]
+    )
 
 
 def _dependencies_only_environment() -> dict[str, str]:

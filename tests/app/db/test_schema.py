@@ -52,8 +52,13 @@ def test_downgrade_to_base_and_upgrade_again(database_url: str) -> None:
 
 def _one_score_row(session, architecture: Architecture, config: ScoringConfig) -> Score:
     return Score(
-        architecture_id=architecture.id, config_id=config.id, proxy="snip", value=1.0, seconds=0.1,
-        device="cpu", computed_from_id=architecture.id,
+        architecture_id=architecture.id,
+        config_id=config.id,
+        proxy="snip",
+        value=1.0,
+        seconds=0.1,
+        device="cpu",
+        computed_from_id=architecture.id,
     )
 
 
@@ -67,8 +72,15 @@ def test_database_enforces_one_score_per_architecture_config_proxy(database_url:
             session.flush()
             architecture = Architecture(space_id=space.id, arch="a", canonical_key="a")
             config = ScoringConfig(
-                fingerprint="f" * 64, dataset="cifar10", data_source="synthetic", batch_size=8, sampling="random",
-                seed=0, init="default", proxy_version="1", model_params={},
+                fingerprint="f" * 64,
+                dataset="cifar10",
+                data_source="synthetic",
+                batch_size=8,
+                sampling="random",
+                seed=0,
+                init="default",
+                proxy_version="1",
+                model_params={},
             )
             session.add_all([architecture, config])
             session.flush()

@@ -14,10 +14,20 @@ FINGERPRINT = "ab" * 32
 
 
 ROWS = [
-    {"arch": BEST_CELL, "canonical_key": "best-class", "config_fingerprint": FINGERPRINT,
-     "scores": {"synflow": (1.5e30, 0.25), "snip": (12.5, 0.5)}, "accuracy": 94.37},
-    {"arch": SCRAMBLED_CELL, "canonical_key": "mixed-class", "config_fingerprint": FINGERPRINT,
-     "scores": {"synflow": (float("nan"), 0.125)}, "accuracy": None},
+    {
+        "arch": BEST_CELL,
+        "canonical_key": "best-class",
+        "config_fingerprint": FINGERPRINT,
+        "scores": {"synflow": (1.5e30, 0.25), "snip": (12.5, 0.5)},
+        "accuracy": 94.37,
+    },
+    {
+        "arch": SCRAMBLED_CELL,
+        "canonical_key": "mixed-class",
+        "config_fingerprint": FINGERPRINT,
+        "scores": {"synflow": (float("nan"), 0.125)},
+        "accuracy": None,
+    },
 ]
 
 
@@ -29,11 +39,20 @@ def test_export_naslib_layout_round_trips_through_strict_json():
     parsed = json.loads(json.dumps(exported, allow_nan=False))
     assert list(parsed) == ["cifar10"]
     best = parsed["cifar10"]["(2, 2, 0, 2, 2, 2)"]
-    assert best == {"synflow": {"score": 1.5e30, "time": 0.25}, "snip": {"score": 12.5, "time": 0.5},
-                    "val_accuracy": 94.37, "canonical_key": "best-class", **LABELS}
+    assert best == {
+        "synflow": {"score": 1.5e30, "time": 0.25},
+        "snip": {"score": 12.5, "time": 0.5},
+        "val_accuracy": 94.37,
+        "canonical_key": "best-class",
+        **LABELS,
+    }
     mixed = parsed["cifar10"]["(1, 0, 3, 2, 4, 1)"]
-    assert mixed == {"synflow": {"score": None, "time": 0.125}, "val_accuracy": None,
-                     "canonical_key": "mixed-class", **LABELS}
+    assert mixed == {
+        "synflow": {"score": None, "time": 0.125},
+        "val_accuracy": None,
+        "canonical_key": "mixed-class",
+        **LABELS,
+    }
 
 
 def test_export_naslib_rejects_duplicates_and_reserved_names():
@@ -47,8 +66,16 @@ def test_export_naslib_rejects_duplicates_and_reserved_names():
 def test_export_csv_columns_and_values():
     text = export_csv(ROWS, ["synflow", "snip"])
     lines = list(csv.reader(io.StringIO(text)))
-    assert lines[0] == ["arch", "canonical_key", "config_fingerprint", "synflow", "synflow_seconds", "snip",
-                        "snip_seconds", "accuracy"]
+    assert lines[0] == [
+        "arch",
+        "canonical_key",
+        "config_fingerprint",
+        "synflow",
+        "synflow_seconds",
+        "snip",
+        "snip_seconds",
+        "accuracy",
+    ]
     assert lines[1] == [BEST_CELL, "best-class", FINGERPRINT, "1.5e+30", "0.25", "12.5", "0.5", "94.37"]
     assert lines[2] == [SCRAMBLED_CELL, "mixed-class", FINGERPRINT, "nan", "0.125", "", "", ""]
     assert math.isnan(float(lines[2][3]))

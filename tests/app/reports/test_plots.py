@@ -26,9 +26,7 @@ def _expected_pixels(panel_count: int) -> tuple[int, int]:
     return round(rows * PANEL_SIZE_INCHES[1] * DPI), round(columns * PANEL_SIZE_INCHES[0] * DPI)
 
 
-@pytest.mark.parametrize(
-    ("count", "shape"), [(1, (1, 1)), (3, (1, 3)), (4, (2, 2)), (5, (2, 3)), (7, (3, 3))]
-)
+@pytest.mark.parametrize(("count", "shape"), [(1, (1, 1)), (3, (1, 3)), (4, (2, 2)), (5, (2, 3)), (7, (3, 3))])
 def test_grid_shape(count, shape):
     assert grid_shape(count) == shape
 

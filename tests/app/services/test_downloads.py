@@ -60,8 +60,12 @@ def _images(count: int, seed: int) -> np.ndarray:
 
 def _batch_pickle(images: np.ndarray, labels: dict[str, list[int]]) -> bytes:
     """A batch as the published archives hold it: a dict with 'data' rows (R, G, B planes) and label lists."""
-    content = {"batch_label": "training batch", "data": images.reshape(len(images), -1), **labels,
-               "filenames": [f"img_{i}.png".encode() for i in range(len(images))]}
+    content = {
+        "batch_label": "training batch",
+        "data": images.reshape(len(images), -1),
+        **labels,
+        "filenames": [f"img_{i}.png".encode() for i in range(len(images))],
+    }
     return pickle.dumps(content, protocol=2)
 
 
@@ -183,16 +187,21 @@ def test_an_overridden_url_is_still_checked_against_the_published_md5(server, tm
 def test_http_error_is_refused_and_leaves_nothing(server, tmp_path):
     destination = tmp_path / "data"
     with pytest.raises(DownloadError, match="HTTP 404"):
-        download_dataset("cifar10", destination, url=f"{server.base_url}/missing.tar.gz", md5="0" * 32,
-                         progress=False)
+        download_dataset("cifar10", destination, url=f"{server.base_url}/missing.tar.gz", md5="0" * 32, progress=False)
     assert list(destination.iterdir()) == []
 
 
 def test_connection_error_is_refused_and_leaves_nothing(tmp_path):
     destination = tmp_path / "data"
     with pytest.raises(DownloadError, match="failed"):
-        download_dataset("cifar10", destination, url=f"http://127.0.0.1:{free_port()}/a.tar.gz", md5="0" * 32,
-                         progress=False, timeout=5)
+        download_dataset(
+            "cifar10",
+            destination,
+            url=f"http://127.0.0.1:{free_port()}/a.tar.gz",
+            md5="0" * 32,
+            progress=False,
+            timeout=5,
+        )
     assert list(destination.iterdir()) == []
 
 
@@ -205,8 +214,12 @@ def test_unknown_dataset_is_refused(tmp_path):
 def test_members_with_other_paths_are_never_written(server, tmp_path, monkeypatch):
     members, images, _ = _cifar10_members()
     absolute = tmp_path / "absolute_evil"
-    hostile = {"../evil": b"x", f"{CIFAR10_DIR}/../../evil_nested": b"x", str(absolute): b"x",
-               f"{CIFAR10_DIR}/data_batch_1/../../../evil_batch": b"x"}
+    hostile = {
+        "../evil": b"x",
+        f"{CIFAR10_DIR}/../../evil_nested": b"x",
+        str(absolute): b"x",
+        f"{CIFAR10_DIR}/data_batch_1/../../../evil_batch": b"x",
+    }
     url, md5 = server.publish("cifar-10-python.tar.gz", _tar_gz({**hostile, **members}))
     workdir = tmp_path / "a" / "b" / "cwd"
     workdir.mkdir(parents=True)
@@ -286,13 +299,23 @@ def test_data_download_command_stores_the_set_and_makes_it_the_datasets_data(ser
     url, md5 = server.publish("cifar-100-python.tar.gz", _tar_gz(members))
     nasscore = str(Path(sys.executable).with_name("nasscore"))
     env = os.environ | {"NASSCORE_HOME": str(tmp_path / "home")}
-    result = subprocess.run([nasscore, "data", "download", "cifar100", "--url", url, "--md5", md5],
-                            env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [nasscore, "data", "download", "cifar100", "--url", url, "--md5", md5],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "home" / "data" / "cifar100.npz").is_file()
     listing = subprocess.run([nasscore, "data", "list"], env=env, capture_output=True, text=True, timeout=300)
     [row] = [line for line in listing.stdout.splitlines() if line.startswith("cifar100 ")]
     assert row.split()[1] == "60"
-    wrong = subprocess.run([nasscore, "data", "download", "cifar100", "--url", url, "--md5", "0" * 32],
-                           env=env, capture_output=True, text=True, timeout=300)
+    wrong = subprocess.run(
+        [nasscore, "data", "download", "cifar100", "--url", url, "--md5", "0" * 32],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert wrong.returncode == 1 and "nasscore: error:" in wrong.stderr and "MD5" in wrong.stderr

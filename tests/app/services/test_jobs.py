@@ -47,7 +47,12 @@ def _job(database: Database, tmp_path, archs: list[str], resume: bool = True) ->
         architectures = get_or_create_architectures(session, space, archs)
         config = get_or_create_config(session, resolved)
         job, created = jobs.create_job(
-            session, kind=JobKind.BATCH, space=space, config=config, proxies=PROXIES, architectures=architectures,
+            session,
+            kind=JobKind.BATCH,
+            space=space,
+            config=config,
+            proxies=PROXIES,
+            architectures=architectures,
             resume=resume,
         )
         return job.id, created, [a.id for a in architectures]
@@ -123,8 +128,12 @@ def test_identical_requests_resume_and_stored_scores_complete_items(database: Da
         job = jobs.get_job(session, job_id)
         outcomes = {proxy: ProxyOutcome(1.5, 0.1) for proxy in PROXIES}
         record_scores(
-            session, member_ids=architecture_ids[:2], computed_from_id=architecture_ids[0], config_id=job.config_id,
-            outcomes=outcomes, device="cpu",
+            session,
+            member_ids=architecture_ids[:2],
+            computed_from_id=architecture_ids[0],
+            config_id=job.config_id,
+            outcomes=outcomes,
+            device="cpu",
         )
         assert jobs.complete_cached_items(session, job) == 2
     fresh_id, _, _ = _job(database, tmp_path, archs[:2])
@@ -160,8 +169,12 @@ def test_priority_jobs_are_claimed_first(database: Database, tmp_path) -> None:
         space = session.execute(select(SearchSpace)).scalar_one()
         [architecture] = get_or_create_architectures(session, space, [nb201.all_archs()[700]])
         urgent, _ = jobs.create_job(
-            session, kind=JobKind.SCORE, space=space, config=get_or_create_config(session, resolved),
-            proxies=PROXIES, architectures=[architecture],
+            session,
+            kind=JobKind.SCORE,
+            space=space,
+            config=get_or_create_config(session, resolved),
+            proxies=PROXIES,
+            architectures=[architecture],
         )
     with database.session() as session:
         [first] = jobs.claim_items(session, jobs.new_owner_id(), 5, lease_seconds=60)

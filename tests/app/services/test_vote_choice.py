@@ -73,9 +73,7 @@ def test_no_request_falls_back_to_the_fallback_preset_then_to_every_scored_proxy
     )
 
 
-def test_a_list_of_proxies_is_borda_voted_unless_a_method_is_named(
-    sqlite_database: Database, stored: Stored
-) -> None:
+def test_a_list_of_proxies_is_borda_voted_unless_a_method_is_named(sqlite_database: Database, stored: Stored) -> None:
     request = VoteRequest(proxies=["meco", "nwot", "meco"])
     expected = VoteChoice(("meco", "nwot"), CUSTOM_VOTE_METHOD, None)
     assert _choose(sqlite_database, stored["default"], request) == expected
@@ -83,9 +81,7 @@ def test_a_list_of_proxies_is_borda_voted_unless_a_method_is_named(
     assert _choose(sqlite_database, stored["default"], request).method == "log_rank"
 
 
-def test_a_named_preset_keeps_its_voters_and_may_change_its_method(
-    sqlite_database: Database, stored: Stored
-) -> None:
+def test_a_named_preset_keeps_its_voters_and_may_change_its_method(sqlite_database: Database, stored: Stored) -> None:
     request = VoteRequest(preset=FALLBACK_PRESET, method="majority")
     expected = VoteChoice(FALLBACK.proxies, "majority", FALLBACK_PRESET)
     assert _choose(sqlite_database, stored["default"], request) == expected

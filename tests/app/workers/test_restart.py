@@ -127,12 +127,16 @@ def test_kill_9_mid_batch_then_restart_completes_without_recomputation(
             .group_by(Score.architecture_id, Score.config_id, Score.proxy)
             .having(func.count() > 1)
         ).all()
-        per_arch = session.execute(
-            select(func.count(Score.id))
-            .join(BatchItem, BatchItem.architecture_id == Score.architecture_id)
-            .where(BatchItem.batch_id == created["id"])
-            .group_by(Score.architecture_id)
-        ).scalars().all()
+        per_arch = (
+            session.execute(
+                select(func.count(Score.id))
+                .join(BatchItem, BatchItem.architecture_id == Score.architecture_id)
+                .where(BatchItem.batch_id == created["id"])
+                .group_by(Score.architecture_id)
+            )
+            .scalars()
+            .all()
+        )
     database.dispose()
 
     assert (final["status"], final["done"], final["failed"]) == ("done", BATCH_SIZE, 0)

@@ -34,15 +34,24 @@ MODEL = {"num_classes": 10, "channels": TINY_CONFIG["channels"], "cells_per_stag
 def _synthetic_input(seed: int = 0) -> CalibrationInput:
     batch_size = TINY_CONFIG["batch_size"]
     return CalibrationInput(
-        dataset="cifar10", key=f"synthetic-test-{seed}", count=batch_size, batch_size=batch_size, sampling="random",
+        dataset="cifar10",
+        key=f"synthetic-test-{seed}",
+        count=batch_size,
+        batch_size=batch_size,
+        sampling="random",
         seed=seed,
     )
 
 
 def _task(arch: str = ARCH, **changes: object) -> ScoringTask:
     values = dict(
-        space="nb201", arch=arch, proxies=("snip", "synflow"), calibration=_synthetic_input(),
-        seed=0, init="default", model_params=MODEL,
+        space="nb201",
+        arch=arch,
+        proxies=("snip", "synflow"),
+        calibration=_synthetic_input(),
+        seed=0,
+        init="default",
+        model_params=MODEL,
     )
     return ScoringTask(**(values | changes))
 
@@ -81,8 +90,12 @@ def test_a_failing_task_fails_alone(pool: LocalPool) -> None:
 
 def test_a_killed_worker_fails_its_task_and_is_replaced(pool: LocalPool) -> None:
     restarts = pool.health()["restarts"]
-    big_batch = CalibrationInput(dataset="cifar10", key="synthetic-64", count=64, batch_size=64, sampling="random", seed=0)
-    doomed: Future = pool.submit(_task(model_params=MODEL | {"channels": 32, "cells_per_stage": 3}, calibration=big_batch))
+    big_batch = CalibrationInput(
+        dataset="cifar10", key="synthetic-64", count=64, batch_size=64, sampling="random", seed=0
+    )
+    doomed: Future = pool.submit(
+        _task(model_params=MODEL | {"channels": 32, "cells_per_stage": 3}, calibration=big_batch)
+    )
     os.kill(_busy_pid(pool), signal.SIGKILL)
     with pytest.raises(WorkerDied, match="exit code -9"):
         doomed.result(timeout=120)
@@ -152,7 +165,11 @@ def _batch_job(database: Database, store: CalibrationStore, archs: list[str], br
             architectures.insert(len(architectures) // 2, bad)
         config = get_or_create_config(session, resolved)
         job, _ = jobs.create_job(
-            session, kind=JobKind.BATCH, space=space, config=config, proxies=("snip", "grasp", "synflow"),
+            session,
+            kind=JobKind.BATCH,
+            space=space,
+            config=config,
+            proxies=("snip", "grasp", "synflow"),
             architectures=architectures,
         )
         return job.id
@@ -165,9 +182,7 @@ def _item_states(database: Database, job_id: int) -> list[tuple[str, str | None,
         return [tuple(row) for row in session.execute(query.where(BatchItem.batch_id == job_id))]
 
 
-def test_dispatcher_hands_back_the_work_of_a_broken_pool(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_dispatcher_hands_back_the_work_of_a_broken_pool(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     upgrade(sqlite_url)
     database = Database(sqlite_url)
     store = CalibrationStore()
@@ -205,6 +220,7 @@ def test_dispatcher_records_a_bad_item_and_finishes_the_batch(pool: LocalPool, s
     dispatcher = Dispatcher(database, pool, store, poll_seconds=0.05)
     dispatcher.start()
     try:
+
         def finished() -> bool:
             with database.read_session() as session:
                 return jobs.get_job(session, job_id).status == "done"

@@ -65,8 +65,18 @@ def mlp_forward_backward(model: TinyMLP, inputs: torch.Tensor, targets: torch.Te
     z2 = (z1 * active) @ w2.T + b2
     delta2 = (torch.softmax(z2, dim=1) - F.one_hot(targets, 3).double()) / len(x)
     delta1 = (delta2 @ w2) * active
-    return {"x": x, "z1": z1, "active": active, "z2": z2, "delta1": delta1, "delta2": delta2,
-            "grad_w1": delta1.T @ x, "grad_w2": delta2.T @ (z1 * active), "w1": w1, "w2": w2}
+    return {
+        "x": x,
+        "z1": z1,
+        "active": active,
+        "z2": z2,
+        "delta1": delta1,
+        "delta2": delta2,
+        "grad_w1": delta1.T @ x,
+        "grad_w2": delta2.T @ (z1 * active),
+        "w1": w1,
+        "w2": w2,
+    }
 
 
 def jacob_cov_of(jacobian: np.ndarray) -> float:
@@ -76,7 +86,7 @@ def jacob_cov_of(jacobian: np.ndarray) -> float:
 
 def zico_of(per_batch_layer_grads: list[list[np.ndarray]]) -> float:
     total = 0.0
-    for layer in zip(*per_batch_layer_grads):
+    for layer in zip(*per_batch_layer_grads, strict=False):
         stacked = np.stack([grad.ravel() for grad in layer])
         std, mean_abs = stacked.std(axis=0), np.abs(stacked).mean(axis=0)
         ratio_sum = np.sum(mean_abs[std != 0] / std[std != 0])
@@ -88,8 +98,10 @@ def hand_values(model: TinyMLP, inputs: torch.Tensor, targets: torch.Tensor) -> 
     """Each definition written out for TinyMLP: the ReLU's input is z1, the Jacobian of Σ logits is
     W1ᵀ·([z1 > 0] ⊙ W2ᵀ1), fisher's layers have fan-in 12 and 16, zico compares the two half-batches."""
     m = mlp_forward_backward(model, inputs, targets)
-    fisher = sum(0.5 * ((act * grad) ** 2).mean(0).sum().item() * fan_in
-                 for act, grad, fan_in in ((m["z1"], m["delta1"], 12), (m["z2"], m["delta2"], 16)))
+    fisher = sum(
+        0.5 * ((act * grad) ** 2).mean(0).sum().item() * fan_in
+        for act, grad, fan_in in ((m["z1"], m["delta1"], 12), (m["z2"], m["delta2"], 16))
+    )
     jacobian = (m["active"] * m["w2"].sum(0)) @ m["w1"]
     codes = m["active"].numpy()
     kernel = codes @ codes.T + (1 - codes) @ (1 - codes).T
@@ -171,10 +183,10 @@ def direct_nwot(model, inputs, split=1) -> float:
     with torch.no_grad():
         for piece in range(split):
             codes.clear()
-            net(inputs[piece * size // split:(piece + 1) * size // split])
+            net(inputs[piece * size // split : (piece + 1) * size // split])
             per_chunk.append(list(codes))
     kernel = np.zeros((size, size))
-    for calls in zip(*per_chunk):
+    for calls in zip(*per_chunk, strict=False):
         c = np.concatenate(calls)
         kernel += c @ c.T + (1 - c) @ (1 - c).T
     return float(np.linalg.slogdet(kernel)[1])
@@ -282,7 +294,9 @@ def test_flops_count_strided_grouped_and_biased_layers_like_the_benchmark():
     model = nn.Sequential(
         nn.Conv2d(4, 8, 3, stride=2, padding=1, bias=True),
         nn.Conv2d(8, 8, 3, padding=1, groups=4, bias=False),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 5),
     )
     mflops = score_model(model, torch.zeros(2, 4, 9, 9), None, ("flops",))["flops"]
     by_hand = (5 * 5 * 8) * (3 * 3 * 4 + 1) + (5 * 5 * 8) * (3 * 3 * 2) + (8 * 5 + 5)

@@ -32,6 +32,7 @@ def batch():
 
 # Independent direct computations: deep copies, the references' own init calls, explicit forwards.
 
+
 def reinitialise(net: nn.Module, generator: torch.Generator, init) -> nn.Module:
     with torch.no_grad():
         for module in net.modules():
@@ -95,7 +96,8 @@ def direct_swap(model: nn.Module, inputs: torch.Tensor, repeats: int = 32) -> fl
     for module in net.modules():
         if isinstance(module, nn.ReLU):
             module.register_forward_hook(
-                lambda m, args, out: activations.append(out.detach()) if args[0].dim() == 4 else None)
+                lambda m, args, out: activations.append(out.detach()) if args[0].dim() == 4 else None
+            )
     counts = []
     for _ in range(repeats):
         reinitialise(net, generator, nn.init.normal_)
@@ -144,6 +146,7 @@ def direct_az(model: nn.Module, shape: torch.Size) -> dict[str, float]:
 
 # Metadata
 
+
 def test_metadata_declares_direction_data_and_paper():
     infos = {info.name: info for info in list_proxies()}
     assert set(OURS) <= set(infos)
@@ -154,6 +157,7 @@ def test_metadata_declares_direction_data_and_paper():
 
 
 # Invariants on a tiny model
+
 
 @pytest.mark.parametrize("arch", CELLS)
 def test_values_are_finite_and_deterministic(arch, batch):
@@ -219,6 +223,7 @@ def test_meco_reads_one_image_and_swap_sixteen(batch):
 
 # Agreement with independent direct computations
 
+
 @pytest.mark.parametrize("arch", CELLS)
 def test_zen_matches_a_direct_computation(arch, batch):
     model = tiny_model(arch, seed=1)
@@ -261,9 +266,8 @@ def test_az_complexity_is_the_benchmarks_flop_count(batch):
     assert scores["az_complexity"] == pytest.approx((stem + cells + reductions + classifier) / 1e6, rel=1e-12)
 
 
-
-
 # Hand-worked values
+
 
 def test_meco_of_two_copied_channels_is_one_minus_their_correlation():
     """Identity 1x1 conv then BatchNorm: both channels keep the image's correlation r, and each of the three

@@ -34,8 +34,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def _chunks(inputs, targets, split):
     size = len(inputs)
-    return [(inputs[i * size // split:(i + 1) * size // split], targets[i * size // split:(i + 1) * size // split])
-            for i in range(split)]
+    return [
+        (inputs[i * size // split : (i + 1) * size // split], targets[i * size // split : (i + 1) * size // split])
+        for i in range(split)
+    ]
 
 
 def direct_snip(model, inputs, targets, split=1) -> float:
@@ -56,17 +58,18 @@ def direct_grasp(model, inputs, targets, split=1) -> float:
     first = [torch.zeros_like(w) for w in weights]
     for chunk_inputs, chunk_targets in _chunks(inputs, targets, split):
         grads = torch.autograd.grad(F.cross_entropy(net(chunk_inputs), chunk_targets), weights, allow_unused=True)
-        first = [f + g if g is not None else f for f, g in zip(first, grads)]
+        first = [f + g if g is not None else f for f, g in zip(first, grads, strict=False)]
     for chunk_inputs, chunk_targets in _chunks(inputs, targets, split):
-        live = torch.autograd.grad(F.cross_entropy(net(chunk_inputs), chunk_targets), weights,
-                                   create_graph=True, allow_unused=True)
-        sum((f * g).sum() for f, g in zip(first, live) if g is not None).backward()
+        live = torch.autograd.grad(
+            F.cross_entropy(net(chunk_inputs), chunk_targets), weights, create_graph=True, allow_unused=True
+        )
+        sum((f * g).sum() for f, g in zip(first, live, strict=False) if g is not None).backward()
     return sum((-w.detach() * w.grad).sum().item() for w in weights if w.grad is not None)
 
 
 def direct_synflow(model, inputs) -> float:
     net = copy.deepcopy(model).train()
-    for name, module in list(net.named_modules()):
+    for _name, module in list(net.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.BatchNorm2d):
                 setattr(module, child_name, nn.Identity())
