@@ -382,33 +382,41 @@ def one_cell_per_class(count: int, seed: int, taken: Collection[str] = ()) -> li
     raise AssertionError(f"fewer than {count} classes drawn")
 
 
+def record_class_scores(session: Any, space: Any, config_id: int, members: list[str], scores: dict[str, float]) -> str:
+    """Store `scores` for one isomorphism class (`members`, its cells) as a worker records them; returns the
+    class's canonical key."""
+    from app.services.scores import record_scores
+    from app.services.spaces import architectures_for_strings
+    from app.workers.base import ProxyOutcome
+
+    rows = architectures_for_strings(session, space, members)
+    record_scores(
+        session,
+        member_ids=[row.id for row in rows],
+        computed_from_id=rows[0].id,
+        config_id=config_id,
+        outcomes={proxy: ProxyOutcome(value, 0.01) for proxy, value in scores.items()},
+        device="cpu",
+    )
+    return str(rows[0].canonical_key)
+
+
 def store_classes(database: Any, seed: int, cells: list[list[str]], values: list[dict[str, float]]) -> StoredClasses:
     """Scores written through the service layer, as a worker records them, under the synthetic configuration
     of `seed`: every cell of class i gets `values[i]` (a non-finite value is stored as a null score)."""
     from app.services.calibration import CalibrationStore
     from app.services.configs import ConfigOptions, get_or_create_config, resolve_config
-    from app.services.scores import record_scores
-    from app.services.spaces import architectures_for_strings, ensure_space
-    from app.workers.base import ProxyOutcome
+    from app.services.spaces import ensure_space
 
     with database.session() as session:
         options = ConfigOptions(data="synthetic", seed=seed)
         resolved = resolve_config(session, CalibrationStore(), "cifar10", options)
         config = get_or_create_config(session, resolved)
         space = ensure_space(session, "nb201")
-        keys = []
-        for members, scores in zip(cells, values, strict=True):
-            rows = architectures_for_strings(session, space, members)
-            outcomes = {proxy: ProxyOutcome(value, 0.01) for proxy, value in scores.items()}
-            record_scores(
-                session,
-                member_ids=[row.id for row in rows],
-                computed_from_id=rows[0].id,
-                config_id=config.id,
-                outcomes=outcomes,
-                device="cpu",
-            )
-            keys.append(rows[0].canonical_key)
+        keys = [
+            record_class_scores(session, space, config.id, members, scores)
+            for members, scores in zip(cells, values, strict=True)
+        ]
     return StoredClasses(resolved.fingerprint, keys, cells)
 
 

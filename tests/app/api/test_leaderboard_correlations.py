@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import httpx
 import numpy as np
 import pytest
-from conftest import CIFAR10_NPZ, NB201_CSV, PNG_MAGIC, LiveServer, wait_for_batch
+from conftest import CIFAR10_NPZ, NB201_CSV, PNG_MAGIC, LiveServer, record_class_scores, wait_for_batch
 from matplotlib import image as mpimg
 from scipy.stats import rankdata, spearmanr
 from sqlalchemy import select
@@ -639,16 +639,8 @@ def twins(live_service: LiveServer) -> Twins:
             stored = get_or_create_config(session, config)
             space = ensure_space(session, "nb201")
             for index, members in enumerate(classes):
-                rows = architectures_for_strings(session, space, members)
-                outcomes = {proxy: ProxyOutcome(float(values[proxy][index]), 0.01) for proxy in PROXIES}
-                record_scores(
-                    session,
-                    member_ids=[row.id for row in rows],
-                    computed_from_id=rows[0].id,
-                    config_id=stored.id,
-                    outcomes=outcomes,
-                    device="cpu",
-                )
+                scores = {proxy: float(values[proxy][index]) for proxy in PROXIES}
+                record_class_scores(session, space, stored.id, members, scores)
     finally:
         database.dispose()
     unobserved = {members[-1] for members in classes if len(members) > 1} | set(classes[0])

@@ -12,17 +12,15 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import numpy as np
 import pytest
-from conftest import TINY_CONFIG, LiveServer, one_cell_per_class
+from conftest import TINY_CONFIG, LiveServer, one_cell_per_class, record_class_scores
 
 from app.cli import main as nasscore_main
 from app.db import Database
 from app.services.calibration import CalibrationStore
 from app.services.configs import ConfigOptions, get_or_create_config, resolve_config
 from app.services.leaderboard import MIN_VOTE_POPULATION, stored_standing
-from app.services.scores import record_scores
-from app.services.spaces import architectures_for_strings, ensure_space
+from app.services.spaces import ensure_space
 from app.services.votes import VoteRequest
-from app.workers.base import ProxyOutcome
 from scorers import DEFAULT_PROXIES, get_proxy
 from scorers.presets import PRESETS
 from scorers.voting import vote, vote_percentile
@@ -66,19 +64,9 @@ def _store(database: Database, config: dict, classes: list[list[str]], proxies: 
         stored = get_or_create_config(session, resolved)
         space = ensure_space(session, "nb201")
         for members, scored in zip(classes, proxies, strict=True):
-            rows = architectures_for_strings(session, space, members)
-            key = rows[0].canonical_key
-            values[key] = {proxy: float(rng.normal()) if proxy in scored else math.nan for proxy in DEFAULT_PROXIES}
-            outcomes = {proxy: ProxyOutcome(values[key][proxy], 0.01) for proxy in scored}
-            record_scores(
-                session,
-                member_ids=[row.id for row in rows],
-                computed_from_id=rows[0].id,
-                config_id=stored.id,
-                outcomes=outcomes,
-                device="cpu",
-            )
-            cells[key] = members
+            drawn = {proxy: float(rng.normal()) if proxy in scored else math.nan for proxy in DEFAULT_PROXIES}
+            key = record_class_scores(session, space, stored.id, members, {p: drawn[p] for p in scored})
+            values[key], cells[key] = drawn, members
     return Stored(resolved.fingerprint, config, values, cells)
 
 
