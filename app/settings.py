@@ -2,6 +2,7 @@
 file), overridable from `nasscore serve` flags, and handed explicitly to `create_app` so tests and the
 CLI never depend on process-global state."""
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -43,6 +44,29 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(3, ge=1, le=20, description="Tries per item when its worker process dies.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="Server log level.")
+    auth: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="API keys: on, off, or auto = on whenever the server binds a non-loopback address.",
+    )
+    auth_reads: bool = Field(False, description="Reads (leaderboards, reports, exports) need a `read` key too.")
+    admin_key_sha256: str | None = Field(
+        None,
+        pattern="^[0-9a-f]{64}$",
+        description="SHA-256 (hex) of an admin token accepted without a database row: a first key for a "
+        "container, made with `nasscore keys hash`.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed to call the API from a browser (default: none)."
+    )
+    max_running_batches_per_key: int = Field(
+        4, ge=1, description="Batches one key (or all anonymous clients) may have pending or running (429)."
+    )
+    max_queued_items_per_key: int = Field(
+        20_000, ge=1, description="Unfinished batch items one key (or all anonymous clients) may have queued (429)."
+    )
+    writes_per_minute: int = Field(
+        120, ge=1, description="Write requests per minute per key, or per client address without a key (429)."
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -52,5 +76,21 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.home / SQLITE_FILE_NAME).resolve()}"
 
     @property
+    def auth_enabled(self) -> bool:
+        """`auto` keeps `make serve` (loopback) a one-command start and never exposes an open server."""
+        if self.auth != "auto":
+            return self.auth == "on"
+        return not is_loopback(self.host)
+
+    @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir if self.data_dir is not None else self.home / "data"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
 
-from app.services.errors import ServiceError
+from app.services.errors import ServiceError, TooManyRequests, Unauthenticated
 
 log = logging.getLogger("nasscore.api")
 LOCATION_PREFIXES = ("body", "query", "path", "header")
@@ -50,7 +50,12 @@ async def _on_validation_error(_: Request, error: RequestValidationError) -> JSO
 
 
 async def _on_service_error(_: Request, error: ServiceError) -> JSONResponse:
-    return error_response(error.status_code, [(error.field, error.message)])
+    headers = None
+    if isinstance(error, Unauthenticated):
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(error, TooManyRequests):
+        headers = {"Retry-After": str(error.retry_after)}
+    return error_response(error.status_code, [(error.field, error.message)], headers=headers)
 
 
 async def _on_http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:

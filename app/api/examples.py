@@ -453,7 +453,7 @@ READY = {
 
 # Response declarations.
 
-ERRORS = {
+ERRORS: dict[int, tuple[Any, ...]] = {
     400: (
         "The request is well formed but this server cannot serve it: no real calibration data for the dataset",
         _error(
@@ -462,6 +462,14 @@ ERRORS = {
             "`nasscore data download cifar100` or `nasscore data add cifar100 PATH` (an .npz or the "
             "python-format CIFAR folder), or ask for config.data='synthetic'",
         ),
+    ),
+    401: (
+        "No API key, or an unknown or revoked one, where the request needs one",
+        _error("authorization", "this request needs an API key with scope 'write'"),
+    ),
+    403: (
+        "The API key lacks the scope the request needs, or the batch belongs to another key",
+        _error("authorization", "this request needs scope 'admin'; key 'alice' has 'write'"),
     ),
     404: (
         "The named batch, architecture, configuration or scored population does not exist",
@@ -472,11 +480,22 @@ ERRORS = {
         "The body, or the number of items in it, exceeds the server's limit",
         _error("sample.n", "20001 architectures exceed the batch limit of 20000"),
     ),
+    415: (
+        "The body is not declared as JSON",
+        _error("content-type", "expected 'application/json', got 'text/plain'"),
+    ),
     422: (
         "A parameter or body field is invalid; `errors` names each one",
         _error("preset", "unknown vote preset 'fast'; known presets: mission, azn, best"),
     ),
+    429: (
+        "The key's (or anonymous client's) quota or request rate is spent; retry after `Retry-After` seconds",
+        _error("batches", "key 'alice' has 4 unfinished batches, the most allowed; retry when one finishes"),
+        {"headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}},
+    ),
 }
+READ_ERRORS = (401, 403)
+WRITE_ERRORS = (401, 403, 415, 429)
 LOCATION = {"Location": {"description": "The job's URL (GET it to follow progress)", "schema": {"type": "string"}}}
 
 
@@ -487,4 +506,8 @@ def json_response(description: str, example: Any, **extra: Any) -> dict[str, Any
 
 def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
     """`responses` entries for the client errors an operation can answer, each with the ErrorResponse body."""
-    return {code: {"model": ErrorResponse, **json_response(*ERRORS[code])} for code in status_codes}
+    return {code: {"model": ErrorResponse, **_error_response(*ERRORS[code])} for code in status_codes}
+
+
+def _error_response(description: str, example: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return json_response(description, example, **(extra or {}))

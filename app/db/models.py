@@ -185,11 +185,28 @@ class Score(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class ApiKey(Base):
+    """A client's credential: only the SHA-256 of the token is stored (the token is shown once, at creation).
+    Names are never reused, so a revoked key's name still identifies what it wrote."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
 class Observation(Base):
-    """A measured accuracy (e.g. a benchmark's trained test accuracy) to correlate scores against."""
+    """A measured accuracy (e.g. a benchmark's trained test accuracy) to correlate scores against. Each
+    `source` keeps its own value; `posted_by` names the API key that wrote it (null: a local CLI import or a
+    server running without keys)."""
 
     __tablename__ = "observations"
-    __table_args__ = (UniqueConstraint("architecture_id", "dataset", "metric"),)
+    __table_args__ = (UniqueConstraint("architecture_id", "dataset", "metric", "source"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     architecture_id: Mapped[int] = mapped_column(ForeignKey("architectures.id"))
@@ -198,11 +215,13 @@ class Observation(Base):
     accuracy: Mapped[float] = mapped_column(Double)
     epochs: Mapped[int | None] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(128))
+    posted_by: Mapped[str | None] = mapped_column(String(64))
     observed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class BatchJob(Base):
-    """A persistent unit of work; `spec_key` identifies identical requests so they resume, not repeat."""
+    """A persistent unit of work; `spec_key` identifies identical requests so they resume, not repeat.
+    `owner` is the name of the API key that started it (null without keys): only it, or an admin, cancels it."""
 
     __tablename__ = "batch_jobs"
     __table_args__ = (Index("ix_batch_jobs_spec_status", "spec_key", "status"),)
@@ -216,6 +235,7 @@ class BatchJob(Base):
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     total: Mapped[int] = mapped_column(Integer)
+    owner: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

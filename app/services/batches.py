@@ -15,7 +15,8 @@ from app.db import Database
 from app.db.models import Architecture, BatchJob, JobKind, ScoringConfig, SearchSpace
 from app.services import jobs
 from app.services.configs import ConfigOptions, get_or_create_config, validate_dataset, validate_proxies
-from app.services.errors import TooLarge
+from app.services.errors import Forbidden, TooLarge
+from app.services.keys import ANONYMOUS, Principal, Scope
 from app.services.spaces import (
     all_architectures,
     architectures_for_strings,
@@ -64,6 +65,7 @@ class BatchSpec:
     selection: ArchitectureSelection
     resume: bool = True
     images: ImageSet | None = None
+    owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ def create_batch(
             proxies=proxies,
             architectures=select_architectures(session, space, spec.selection, fields),
             resume=spec.resume,
+            owner=spec.owner,
         )
         return batch_state(session, job, resumed=not created)
 
@@ -144,10 +147,17 @@ def list_batches(session: Session, status: str | None, limit: int, offset: int) 
     return [batch_state(session, job) for job in found], total
 
 
-def cancel_batch(database: Database, batch_id: int) -> BatchState:
-    """Cancel the job's pending items, reporting its state as the same transaction leaves it."""
+def cancel_batch(database: Database, batch_id: int, principal: Principal = ANONYMOUS) -> BatchState:
+    """Cancel the job's pending items, reporting its state as the same transaction leaves it. Only the key
+    that started the job, or an admin, may cancel it."""
 
     def cancel(session: Session) -> BatchState:
+        owner = jobs.get_job(session, batch_id).owner
+        if principal.scope < Scope.ADMIN and owner != principal.name:
+            started_by = f"key {owner!r}" if owner else "an anonymous client"
+            raise Forbidden(
+                "authorization", f"batch {batch_id} was started by {started_by}; only it or an admin may cancel it"
+            )
         job = jobs.cancel_job(session, batch_id)
         session.flush()
         return batch_state(session, job)

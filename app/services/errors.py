@@ -23,6 +23,28 @@ class TooLarge(ServiceError):
     status_code = 413
 
 
+class Unauthenticated(ServiceError):
+    """No key, or one that is unknown or revoked (401)."""
+
+    status_code = 401
+
+
+class Forbidden(ServiceError):
+    """A valid key without the scope the request needs (403)."""
+
+    status_code = 403
+
+
+class TooManyRequests(ServiceError):
+    """A key's quota or rate is spent; `retry_after` (seconds) says when to try again (429)."""
+
+    status_code = 429
+
+    def __init__(self, field: str, message: str, retry_after: int) -> None:
+        super().__init__(field, message)
+        self.retry_after = retry_after
+
+
 class Conflict(ServiceError):
     status_code = 409
 

@@ -98,6 +98,7 @@ def create_job(
     proxies: Sequence[str],
     architectures: Sequence[Architecture],
     resume: bool = True,
+    owner: str | None = None,
 ) -> tuple[BatchJob, bool]:
     """The job for this request: with `resume`, an identical unfinished one, or an identical finished one
     whose failed items go back to the queue (so re-running a batch retries its failures in place); else a
@@ -116,6 +117,7 @@ def create_job(
         spec_key=key,
         priority=INTERACTIVE_PRIORITY if kind == JobKind.SCORE else 0,
         total=len(set(architecture_ids)),
+        owner=owner,
     )
     session.add(job)
     session.flush()

@@ -52,7 +52,7 @@ def record_observations(
     architectures = _architecture_per_observation(session, space, observations, prefixes)
     now = utcnow()
     rows_by_key = {
-        (architecture.id, o.dataset, o.metric): {
+        (architecture.id, o.dataset, o.metric, o.source): {
             "architecture_id": architecture.id,
             "dataset": o.dataset,
             "metric": o.metric,
@@ -67,7 +67,7 @@ def record_observations(
         session,
         Observation.__table__,
         list(rows_by_key.values()),
-        unique=["architecture_id", "dataset", "metric"],
+        unique=["architecture_id", "dataset", "metric", "source"],
         update=["accuracy", "epochs", "source", "observed_at"],
     )
     _record_benchmark_indices(session, architectures, observations)

@@ -34,6 +34,7 @@ class ScoreSpec:
     proxies: Sequence[str] | None
     options: ConfigOptions
     vote: VoteRequest
+    owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,13 @@ def submit_score(runtime: Runtime, spec: ScoreSpec) -> SubmittedScore:
         if len(stored_scores(session, architecture.id, config.id, proxies)) == len(proxies):
             return SubmittedScore(architecture.id, config.id, proxies, vote)
         job, _ = jobs.create_job(
-            session, kind=JobKind.SCORE, space=space, config=config, proxies=proxies, architectures=[architecture]
+            session,
+            kind=JobKind.SCORE,
+            space=space,
+            config=config,
+            proxies=proxies,
+            architectures=[architecture],
+            owner=spec.owner,
         )
         return SubmittedScore(architecture.id, config.id, proxies, vote, job.id)
 

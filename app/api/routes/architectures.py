@@ -3,9 +3,10 @@ list filtered by space, dataset (scored or observed on it) and isomorphism class
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from app.api import examples
+from app.api.auth import require_read
 from app.api.deps import PageDep, ReadSession
 from app.api.schemas import (
     ArchitectureDetail,
@@ -22,7 +23,12 @@ from app.services.architectures import (
     architecture_record,
 )
 
-router = APIRouter(prefix="/v1/architectures", tags=["architectures"])
+router = APIRouter(
+    prefix="/v1/architectures",
+    tags=["architectures"],
+    dependencies=[Depends(require_read)],
+    responses=examples.error_responses(*examples.READ_ERRORS),
+)
 
 
 @router.get(

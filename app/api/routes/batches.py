@@ -6,6 +6,7 @@ from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
 from app.api import examples
+from app.api.auth import ReadAccess, WriteAccess
 from app.api.deps import PageDep, ReadSession, RuntimeDep, SettingsDep
 from app.api.schemas import BatchOut, BatchRequest, Page
 from app.api.views import batch_out
@@ -23,13 +24,14 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"])
     response_model=BatchOut,
     responses={
         202: examples.json_response("The batch, queued", examples.BATCH_ACCEPTED, headers=examples.LOCATION),
-        **examples.error_responses(400, 413, 422),
+        **examples.error_responses(400, 413, 422, *examples.WRITE_ERRORS),
     },
 )
 def create_batch(
     body: Annotated[BatchRequest, Body(openapi_examples=examples.BATCH_REQUESTS)],
     runtime: RuntimeDep,
     settings: SettingsDep,
+    principal: WriteAccess,
 ) -> JSONResponse:
     """Queues many architectures for scoring in the background, chosen by exactly one of `archs` (a list),
     `sample` (`n` distinct cells drawn with `seed`) or `all` (the whole space), under one configuration.
@@ -40,11 +42,12 @@ def create_batch(
     returned instead of starting another (`resumed: true`): the unfinished one, or the finished one with its
     failed items queued again. Items whose scores are already stored complete at once. 413: more
     architectures than the server's batch limit; 400: no real calibration data for the dataset."""
-    out = batch_out(batches.create_batch(runtime, _batch_spec(body), max_items=settings.max_batch_items))
+    spec = _batch_spec(body, principal.name)
+    out = batch_out(batches.create_batch(runtime, spec, max_items=settings.max_batch_items))
     return JSONResponse(out.model_dump(mode="json"), status_code=202, headers={"Location": out.url})
 
 
-def _batch_spec(body: BatchRequest) -> BatchSpec:
+def _batch_spec(body: BatchRequest, owner: str | None) -> BatchSpec:
     return BatchSpec(
         space=body.space,
         dataset=body.dataset,
@@ -52,6 +55,7 @@ def _batch_spec(body: BatchRequest) -> BatchSpec:
         options=body.config.options(),
         selection=_selection(body),
         resume=body.resume,
+        owner=owner,
     )
 
 
@@ -65,10 +69,14 @@ def _selection(body: BatchRequest) -> ArchitectureSelection:
     "",
     summary="List batches",
     response_model=Page[BatchOut],
-    responses={200: examples.json_response("A page of batches", examples.BATCH_PAGE), **examples.error_responses(422)},
+    responses={
+        200: examples.json_response("A page of batches", examples.BATCH_PAGE),
+        **examples.error_responses(422, *examples.READ_ERRORS),
+    },
 )
 def list_batches(
     session: ReadSession,
+    _: ReadAccess,
     page: PageDep,
     status: Annotated[JobStatus | None, Query(description="Only batches in this state")] = None,
 ) -> Page[BatchOut]:
@@ -84,10 +92,10 @@ def list_batches(
     response_model=BatchOut,
     responses={
         200: examples.json_response("The batch and its progress", examples.BATCH_RUNNING),
-        **examples.error_responses(404, 422),
+        **examples.error_responses(404, 422, *examples.READ_ERRORS),
     },
 )
-def get_batch(batch_id: int, session: ReadSession) -> BatchOut:
+def get_batch(batch_id: int, session: ReadSession, _: ReadAccess) -> BatchOut:
     """The batch's state and counts of its items (done, failed, cancelled, pending, running), its rate and
     ETA, up to 10 failed items with their errors, and the links to its population's reports. Poll it until
     `status` is `done` or `cancelled`."""
@@ -100,10 +108,10 @@ def get_batch(batch_id: int, session: ReadSession) -> BatchOut:
     response_model=BatchOut,
     responses={
         200: examples.json_response("The batch, cancelled", examples.BATCH_CANCELLED),
-        **examples.error_responses(404, 409, 422),
+        **examples.error_responses(404, 409, 422, *examples.WRITE_ERRORS),
     },
 )
-def cancel_batch(batch_id: int, runtime: RuntimeDep) -> BatchOut:
-    """Cancels the batch's pending items; the scores already computed stay stored. 409 when the batch has
-    already finished."""
-    return batch_out(batches.cancel_batch(runtime.database, batch_id))
+def cancel_batch(batch_id: int, runtime: RuntimeDep, principal: WriteAccess) -> BatchOut:
+    """Cancels the batch's pending items; the scores already computed stay stored. Only the key that started
+    it, or an admin key, may cancel it (403). 409 when the batch has already finished."""
+    return batch_out(batches.cancel_batch(runtime.database, batch_id, principal))

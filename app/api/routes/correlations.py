@@ -7,16 +7,22 @@ cells, the benchmark papers' convention, for comparison with published figures."
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from app.api import examples
+from app.api.auth import require_read
 from app.api.deps import PopulationDep, ReadSession, VoteDep
 from app.api.schemas import CorrelationsOut
 from app.api.views import correlations_out
 from app.services.reports import ReportQuery, correlation_plot, correlations
 
-router = APIRouter(prefix="/v1/correlations", tags=["reports"])
+router = APIRouter(
+    prefix="/v1/correlations",
+    tags=["reports"],
+    dependencies=[Depends(require_read)],
+    responses=examples.error_responses(*examples.READ_ERRORS),
+)
 BootstrapQuery = Annotated[int, Query(ge=0, le=10_000, description="Bootstrap resamples for the 95 % CI of rho")]
 SeedQuery = Annotated[int, Query(ge=0, le=2**31 - 1, description="Seed of the bootstrap")]
 TopFractionQuery = Annotated[float, Query(gt=0, le=1, description="Share of architectures counted as the top")]

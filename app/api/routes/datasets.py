@@ -1,15 +1,21 @@
 """Datasets and the real calibration data the service holds for each (added by the operator with
 `nasscore data add`, or the small CIFAR-10 set shipped with the package)."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from app.api import examples
+from app.api.auth import require_read
 from app.api.deps import ReadSession
 from app.api.schemas import DatasetOut
 from app.api.views import dataset_out
 from app.services.calibration import describe_datasets
 
-router = APIRouter(prefix="/v1", tags=["datasets"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["datasets"],
+    dependencies=[Depends(require_read)],
+    responses=examples.error_responses(*examples.READ_ERRORS),
+)
 
 
 @router.get(

@@ -3,14 +3,20 @@ JSON that NASLib's zero-cost analyses read."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from app.api import examples
+from app.api.auth import require_read
 from app.api.deps import PopulationDep, ReadSession
 from app.services.reports import export_population
 
-router = APIRouter(prefix="/v1", tags=["reports"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["reports"],
+    dependencies=[Depends(require_read)],
+    responses=examples.error_responses(*examples.READ_ERRORS),
+)
 
 
 @router.get(

@@ -4,15 +4,21 @@ per isomorphism class (with its members) unless `expand=cells` lists every cell.
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from app.api import examples
+from app.api.auth import require_read
 from app.api.deps import PageDep, PopulationDep, ReadSession, VoteDep
 from app.api.schemas import LeaderboardOut
 from app.api.views import leaderboard_out
 from app.services.leaderboard import RANK_BY_VOTE, LeaderboardQuery, leaderboard
 
-router = APIRouter(prefix="/v1", tags=["reports"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["reports"],
+    dependencies=[Depends(require_read)],
+    responses=examples.error_responses(*examples.READ_ERRORS),
+)
 
 
 @router.get(

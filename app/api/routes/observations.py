@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
 from app.api import examples
+from app.api.auth import WriteAccess
 from app.api.deps import RuntimeDep, SettingsDep
 from app.api.schemas import ObservationIn, ObservationsStored
 from app.services.errors import InvalidInput, TooLarge
@@ -29,7 +30,7 @@ _BODY_SCHEMA = {
     response_model=ObservationsStored,
     responses={
         200: examples.json_response("How many were received and stored", examples.OBSERVATIONS_STORED),
-        **examples.error_responses(413, 422),
+        **examples.error_responses(413, 422, *examples.WRITE_ERRORS),
     },
     openapi_extra={
         "requestBody": {
@@ -38,7 +39,9 @@ _BODY_SCHEMA = {
         }
     },
 )
-async def post_observations(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> ObservationsStored:
+async def post_observations(
+    request: Request, runtime: RuntimeDep, settings: SettingsDep, principal: WriteAccess
+) -> ObservationsStored:
     """Stores accuracies observed for architectures (e.g. NAS-Bench-201's test accuracies, or your own
     training runs): one object, or a list of them in one transaction. They feed the `accuracy` column of the
     leaderboard and the correlation reports. Idempotent: one value per architecture, dataset and metric, so

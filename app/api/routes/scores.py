@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from app.api import examples
+from app.api.auth import WriteAccess
 from app.api.deps import RuntimeDep, SettingsDep
 from app.api.schemas import ProxyScore, ScoreAccepted, ScoreRequest, ScoreResponse, VoteStandingOut
 from app.api.views import architecture_out, configuration_out, job_ref, proxy_score
@@ -39,13 +40,14 @@ NOT_COMPUTED = "not computed"
                 "Still computing: follow the job", examples.SCORE_ACCEPTED, headers=examples.LOCATION
             ),
         },
-        **examples.error_responses(400, 413, 422),
+        **examples.error_responses(400, 413, 422, *examples.WRITE_ERRORS),
     },
 )
 async def post_score(
     body: Annotated[ScoreRequest, Body(openapi_examples=examples.SCORE_REQUESTS)],
     runtime: RuntimeDep,
     settings: SettingsDep,
+    principal: WriteAccess,
     wait: Annotated[
         float | None, Query(ge=0, description="Seconds to wait for a result (at most the server's sync wait)")
     ] = None,
@@ -65,7 +67,7 @@ async def post_score(
     fewer than 20 classes are scored. Isomorphic cells share their class's scores. A proxy that raised has a
     null `value` and its `error`. 400: no real calibration data on the server for the dataset (ask for
     `config.data = "synthetic"`); 422 names the invalid field."""
-    submitted = await run_in_threadpool(submit_score, runtime, _score_spec(body))
+    submitted = await run_in_threadpool(submit_score, runtime, _score_spec(body, principal.name))
     if submitted.job_id is None:
         return _score_response(await run_in_threadpool(score_result, runtime.database, submitted))
     loop = asyncio.get_running_loop()
@@ -83,9 +85,9 @@ async def post_score(
     return JSONResponse(accepted.model_dump(), status_code=202, headers={"Location": accepted.job.url})
 
 
-def _score_spec(body: ScoreRequest) -> ScoreSpec:
+def _score_spec(body: ScoreRequest, owner: str | None) -> ScoreSpec:
     vote = VoteRequest(proxies=body.vote.proxies, preset=body.vote.preset, method=body.vote.method)
-    return ScoreSpec(body.space, body.arch, body.dataset, body.proxies, body.config.options(), vote)
+    return ScoreSpec(body.space, body.arch, body.dataset, body.proxies, body.config.options(), vote, owner)
 
 
 def _score_response(result: ScoreResult) -> ScoreResponse:
