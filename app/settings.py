@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest accepted request body (413).")
     max_batch_items: int = Field(20_000, ge=1, description="Most architectures in one batch (413).")
     max_observations: int = Field(20_000, ge=1, description="Most observations in one POST (413).")
+    extra_metrics: list[str] = Field(
+        default_factory=list,
+        description="Observation metrics accepted beside test_accuracy, val_accuracy and train_accuracy.",
+    )
     sync_wait_seconds: float = Field(
         30.0, ge=0, le=300, description="How long POST /v1/scores waits for a result before answering 202."
     )
@@ -65,7 +69,16 @@ class Settings(BaseSettings):
         20_000, ge=1, description="Unfinished batch items one key (or all anonymous clients) may have queued (429)."
     )
     writes_per_minute: int = Field(
-        120, ge=1, description="Write requests per minute per key, or per client address without a key (429)."
+        120,
+        ge=1,
+        description="Write requests per minute per key, or per client address without a key (429); each API "
+        "process counts its own.",
+    )
+    max_model_memory_mb: int = Field(
+        4096,
+        ge=64,
+        description="Memory one worker may need to score one network, as estimated from the request's "
+        "batch_size, channels, cells_per_stage and proxies before anything is built (422 past it).",
     )
 
     @property

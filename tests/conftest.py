@@ -6,6 +6,7 @@ import glob
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -109,6 +110,14 @@ def error_fields(response: httpx.Response) -> dict[str, str]:
     return {error["field"]: error["message"] for error in body["errors"]}
 
 
+def print_figures(request: pytest.FixtureRequest, text: str) -> None:
+    """Print past pytest's output capture, so that a test's figures (fuzzing counts, fault-injection tallies)
+    show in a plain `pytest -q` run and can be quoted."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(f"\n{text}")
+
+
 def small_model(arch: str, seed: int = 0, channels: int = 8) -> torch.nn.Module:
     """A seeded NB201 network for CIFAR-10 with one cell per stage: small enough for exact proxy checks."""
     from search_spaces import nb201
@@ -204,8 +213,19 @@ class PostgresServer:
 
     def start(self) -> None:
         self._run("initdb", "-D", str(self.data_dir), "-U", "postgres", "-A", "trust", "-E", "UTF8")
+        self._start_server()
+
+    def _start_server(self) -> None:
         options = f"-h 127.0.0.1 -p {self.port} -k {self.root} -F -c max_connections=300"
         self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.root / "server.log"), "-o", options, "-w", "start")
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop the server as a crash would (`immediate`: every connection cut, no shutdown checkpoint, crash
+        recovery at the next start), leave it down for `down_seconds`, and start it again on the same port
+        and data: what a client sees of a database host restarting."""
+        self._run("pg_ctl", "-D", str(self.data_dir), "-m", "immediate", "-w", "stop")
+        time.sleep(down_seconds)
+        self._start_server()
 
     def stop(self) -> None:
         try:
@@ -238,12 +258,64 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.stop()
 
 
+def backend_url(request: pytest.FixtureRequest, home: Path) -> str:
+    """An empty database for a fixture parametrised by backend: a real SQLite file under `home`, or a new
+    database on the test PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{home / 'nasscore.db'}"
+    return request.getfixturevalue("postgres_server").create_database()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database on each backend: a real SQLite file, then a real PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'nasscore.db'}"
-    return request.getfixturevalue("postgres_server").create_database()
+    return backend_url(request, tmp_path)
+
+
+class ServerProcess:
+    """`nasscore serve` as a real subprocess with its output in `log`, leading a process group of its own so
+    that one signal can reach it and every worker process it spawned."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log.open("ab")
+        self.process = subprocess.Popen(
+            [NASSCORE, "serve"], env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def group(self) -> set[int]:
+        """Live processes of its group (zombies do not count)."""
+        return {pid for pid, fields in process_stats() if int(fields[2]) == self.process.pid and fields[0] != "Z"}
+
+    def kill_group(self) -> int:
+        """SIGKILL to the whole group; returns how many processes it killed, once none is left."""
+        members = self.group()
+        if members:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=60)
+        wait_until(lambda: not self.group(), 60, "every process of the killed group to go")
+        self.log.close()
+        return len(members)
+
+    def stop(self) -> int:
+        """SIGTERM (a graceful shutdown) unless it already exited; returns its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=120)
+        self.log.close()
+        return code
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text()
+
+
+def process_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/PID/stat after the command name: state, ppid, pgrp, …) of live processes."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        yield int(stat.parent.name), fields
 
 
 @pytest.fixture
@@ -349,12 +421,11 @@ def live_service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     data_dir.mkdir()
     if CIFAR10_NPZ.exists():
         (data_dir / "cifar10.npz").symlink_to(CIFAR10_NPZ)
-    if request.param == "sqlite":
-        url = f"sqlite:///{home / 'nasscore.db'}"
-    else:
-        url = request.getfixturevalue("postgres_server").create_database()
+    url = backend_url(request, home)
     limits = {"max_body_bytes": 256 * 1024, "max_batch_items": 200, "max_observations": 100}
-    with LiveServer(service_settings(home, url, data_dir=data_dir, **limits)) as server:
+    # The report tests keep populations apart by metric, with metrics of their own (`extra_metrics`).
+    metrics = {"extra_metrics": ["synthetic_accuracy", "twins_accuracy", "fresh"]}
+    with LiveServer(service_settings(home, url, data_dir=data_dir, **limits, **metrics)) as server:
         yield server
 
 

@@ -7,11 +7,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, TypedDict
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
+from app.db.models import MAX_DATABASE_INTEGER
 from app.runtime import Runtime
-from app.services.observations import DEFAULT_METRIC
+from app.services.observations import DEFAULT_METRIC, MAX_METRIC_LENGTH, MAX_SOURCE_LENGTH
 from app.services.votes import FALLBACK_PRESET, VoteRequest
 from app.settings import Settings
 from scorers.presets import DEFAULT_PRESET, PRESETS
@@ -38,9 +39,13 @@ class Pagination:
 
 def pagination(
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size")] = 100,
-    offset: Annotated[int, Query(ge=0, description="Rows to skip")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_DATABASE_INTEGER, description="Rows to skip")] = 0,
 ) -> Pagination:
     return Pagination(limit, offset)
+
+
+# Ids are bounded by their column (a 32-bit integer on PostgreSQL), so no id reaches the database out of range.
+RowId = Annotated[int, Path(ge=1, le=MAX_DATABASE_INTEGER, description="The row's id")]
 
 
 class PopulationFields(TypedDict):
@@ -50,6 +55,7 @@ class PopulationFields(TypedDict):
     dataset: str
     config: str | None
     metric: str
+    source: str | None
 
 
 @dataclass(frozen=True)
@@ -60,11 +66,18 @@ class PopulationParams:
     dataset: str
     config: str | None
     metric: str
+    source: str | None
     proxies: list[str] | None
 
     def query_fields(self) -> PopulationFields:
         """The population's fields of the services' LeaderboardQuery and ReportQuery."""
-        return {"space": self.space, "dataset": self.dataset, "config": self.config, "metric": self.metric}
+        return {
+            "space": self.space,
+            "dataset": self.dataset,
+            "config": self.config,
+            "metric": self.metric,
+            "source": self.source,
+        }
 
 
 def population_params(
@@ -74,7 +87,16 @@ def population_params(
         str | None,
         Query(max_length=64, description="Configuration fingerprint (or a unique prefix); default: most scores"),
     ] = None,
-    metric: Annotated[str, Query(max_length=64, description="Observation metric")] = DEFAULT_METRIC,
+    metric: Annotated[str, Query(max_length=MAX_METRIC_LENGTH, description="Observation metric")] = DEFAULT_METRIC,
+    source: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=MAX_SOURCE_LENGTH,
+            description="Observation source the accuracies come from (default: the one with the most "
+            "observations of the dataset and metric in the space, ties by name)",
+        ),
+    ] = None,
     proxies: Annotated[
         list[str] | None,
         Query(
@@ -83,7 +105,7 @@ def population_params(
         ),
     ] = None,
 ) -> PopulationParams:
-    return PopulationParams(space, dataset, config, metric, _split_names(proxies))
+    return PopulationParams(space, dataset, config, metric, source, _split_names(proxies))
 
 
 def _split_names(values: Sequence[str] | None) -> list[str] | None:

@@ -13,12 +13,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
+from starlette.routing import Match
 
 from app.services.errors import ServiceError, TooManyRequests, Unauthenticated
 
 log = logging.getLogger("nasscore.api")
 LOCATION_PREFIXES = ("body", "query", "path", "header")
 INTERNAL_ERROR = "internal server error"
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def error_response(
@@ -58,8 +60,22 @@ async def _on_service_error(_: Request, error: ServiceError) -> JSONResponse:
     return error_response(error.status_code, [(error.field, error.message)], headers=headers)
 
 
-async def _on_http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
-    return error_response(error.status_code, [("", str(error.detail))], headers=getattr(error, "headers", None))
+async def _on_http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    headers = getattr(error, "headers", None)
+    if error.status_code == 405:
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return error_response(error.status_code, [("", str(error.detail))], headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method of the resource, as RFC 9110 asks of a 405: Starlette's `Allow` names only the first
+    route matching the path, and a resource like /v1/batches has one route per method."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in HTTP_METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
 
 
 async def _answer_internal_errors(request: Request, call_next: RequestResponseEndpoint) -> Response:

@@ -50,6 +50,7 @@ def _batch(batch_id: int, fingerprint: str, **progress: Any) -> dict[str, Any]:
         "proxies": DEFAULT_PROXIES,
         "errors": [],
         "resumed": False,
+        "owner": None,
         "links": _links(fingerprint),
         **progress,
     }
@@ -224,16 +225,20 @@ ARCHITECTURE_DETAIL = {
             "accuracy": 93.66,
             "epochs": 200,
             "source": "nas-bench-201",
+            "posted_by": "benchmark-import",
             "observed_at": "2026-11-29T10:25:37Z",
         },
     ],
 }
 OBSERVATIONS_STORED = {"received": 1, "stored": 1}
+OBSERVATIONS_DELETED = {"deleted": 15625}
 
 POPULATION = {
     "space": "nb201",
     "dataset": "cifar10",
     "metric": "test_accuracy",
+    "source": "nas-bench-201",
+    "sources": [{"source": "nas-bench-201", "observations": 15625}, {"source": "alice", "observations": 12}],
     "configuration": CONFIGURATION,
     "selected_by": "most_scores",
     "size": 236,
@@ -449,13 +454,15 @@ READY = {
         "restarts": 0,
     },
     "dispatcher": "ok",
+    "auth": "on",
 }
 
 # Response declarations.
 
 ERRORS: dict[int, tuple[Any, ...]] = {
     400: (
-        "The request is well formed but this server cannot serve it: no real calibration data for the dataset",
+        "The body nests JSON deeper than 32 levels, or the request is well formed but this server cannot serve "
+        "it: no real calibration data for the dataset",
         _error(
             "dataset",
             "this server has no real calibration data for 'cifar100'; the operator adds it with "
@@ -472,10 +479,13 @@ ERRORS: dict[int, tuple[Any, ...]] = {
         _error("authorization", "this request needs scope 'admin'; key 'alice' has 'write'"),
     ),
     404: (
-        "The named batch, architecture, configuration or scored population does not exist",
+        "The named batch, architecture, configuration, observation source or scored population does not exist",
         _error("id", "no batch with id 999"),
     ),
-    409: ("The batch already finished", _error("id", "batch 2 already finished; there is nothing to cancel")),
+    409: (
+        "The batch already finished, or an observation's source holds a value another key posted",
+        _error("id", "batch 2 already finished; there is nothing to cancel"),
+    ),
     413: (
         "The body, or the number of items in it, exceeds the server's limit",
         _error("sample.n", "20001 architectures exceed the batch limit of 20000"),

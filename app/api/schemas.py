@@ -15,8 +15,17 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from app.db.models import MAX_DATABASE_INTEGER
 from app.services.configs import ConfigIn
 from app.services.leaderboard import MIN_VOTE_POPULATION
+from app.services.observations import (
+    DEFAULT_METRIC,
+    KNOWN_METRICS,
+    MAX_EPOCHS,
+    MAX_METRIC_LENGTH,
+    MAX_SOURCE_LENGTH,
+)
+from app.services.population import LISTED_SOURCES
 
 
 def _one_arch_error(value: Any, handler: ValidatorFunctionWrapHandler) -> str | list[str]:
@@ -38,7 +47,10 @@ T = TypeVar("T")
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Request bodies: unknown fields refused, and no coercion (`true` is not the integer 1, `"5"` not 5), so
+    a body that the schema rejects is rejected here too."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class VoteIn(Strict):
@@ -71,8 +83,12 @@ class ScoreRequest(Strict):
 
 
 class SampleSpec(Strict):
-    n: int = Field(ge=1, description="How many distinct architectures to draw")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of the draw: the same seed draws the same cells")
+    n: int = Field(
+        ge=1, le=MAX_DATABASE_INTEGER, description="How many distinct architectures to draw: at most the space's size"
+    )
+    seed: int = Field(
+        0, ge=0, le=MAX_DATABASE_INTEGER, description="Seed of the draw: the same seed draws the same cells"
+    )
 
 
 class BatchRequest(Strict):
@@ -108,11 +124,27 @@ class ObservationIn(Strict):
     dataset: str = Field(max_length=64, description="The dataset the accuracy was measured on")
     accuracy: float = Field(ge=0, le=100, allow_inf_nan=False, description="Observed accuracy in percent")
     metric: str = Field(
-        "test_accuracy", min_length=1, max_length=64, description="What was measured; reports pick one with `metric`"
+        DEFAULT_METRIC,
+        min_length=1,
+        max_length=MAX_METRIC_LENGTH,
+        description=f"What was measured: {', '.join(KNOWN_METRICS)} or one of the server's `extra_metrics`; "
+        "reports pick one with `metric`",
     )
-    epochs: int | None = Field(None, ge=0, le=100_000, description="Training epochs behind the accuracy")
-    source: str = Field("api", min_length=1, max_length=128, description="Where it comes from (informational)")
-    benchmark_index: int | None = Field(None, ge=0, description="The architecture's index in its benchmark")
+    epochs: int | None = Field(None, ge=0, le=MAX_EPOCHS, description="Training epochs behind the accuracy")
+    source: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_SOURCE_LENGTH,
+        description="Where it comes from, e.g. a benchmark's file; each source keeps its own value and reports "
+        "pick one with `source` (default: the posting key's name, or 'api' without a key)",
+    )
+    benchmark_index: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_DATABASE_INTEGER,
+        description="The architecture's index in its benchmark, below the size of the space (NAS-Bench-201: "
+        "0-15,624); no other cell may hold it, and only an admin may change a cell's stored index",
+    )
 
 
 class ProxyScore(BaseModel):
@@ -222,6 +254,7 @@ class BatchOut(BaseModel):
     finished_at: datetime | None
     errors: list[FailedItem] = Field(default_factory=list, description="Up to 10 failed items")
     resumed: bool = Field(False, description="An identical batch was resumed (its failed items retried)")
+    owner: str | None = Field(None, description="The API key that started it (null: no key was sent)")
     links: BatchLinks
 
 
@@ -238,6 +271,7 @@ class ObservationOut(BaseModel):
     accuracy: float
     epochs: int | None
     source: str
+    posted_by: str | None = Field(description="The API key that posted it (null: a local import or no key)")
     observed_at: datetime
 
 
@@ -254,6 +288,10 @@ class ArchitectureDetail(ArchitectureOut):
 class ObservationsStored(BaseModel):
     received: int
     stored: int
+
+
+class ObservationsDeleted(BaseModel):
+    deleted: int = Field(description="Observations removed")
 
 
 class ErrorItem(BaseModel):
@@ -279,6 +317,7 @@ class Readiness(BaseModel):
     )
     workers: dict[str, Any] | str = Field(description="The worker pool's health, or 'not started'")
     dispatcher: str = Field(description="'ok' or 'not running'")
+    auth: Literal["on", "off"] = Field(description="Whether write requests need an API key (`--auth`)")
 
 
 class DatasetOut(BaseModel):
@@ -307,12 +346,26 @@ class ConfigurationCount(BaseModel):
     architectures: int
 
 
+class SourceCountOut(BaseModel):
+    source: str
+    observations: int = Field(description="Its observations of the dataset and metric in the space")
+
+
 class PopulationOut(BaseModel):
-    """Which architectures a report covers: one space, one dataset, one configuration."""
+    """Which architectures a report covers: one space, one dataset, one configuration; and which
+    observations its accuracies are: one metric, one source."""
 
     space: str
     dataset: str
     metric: str = Field(description="Observation metric the accuracies come from")
+    source: str | None = Field(
+        description="Observation source the accuracies come from: `source` when given, else the one with the "
+        "most observations of the dataset and metric in the space (ties by name); null when there are none"
+    )
+    sources: list[SourceCountOut] = Field(
+        description="The sources of the dataset and metric in the space with the most observations (up to "
+        f"{LISTED_SOURCES}), most first"
+    )
     configuration: ConfigurationOut
     selected_by: str = Field(description="'request' (named by `config`) or 'most_scores'")
     size: int = Field(description="Architectures (cells) scored under the configuration")

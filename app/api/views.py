@@ -21,6 +21,7 @@ from app.api.schemas import (
     LeaderboardRow,
     PopulationOut,
     ProxyScore,
+    SourceCountOut,
     VoteOut,
 )
 from app.db.models import Architecture, BatchJob, Score, ScoringConfig
@@ -100,6 +101,7 @@ def batch_out(state: BatchState) -> BatchOut:
         finished_at=job.finished_at,
         errors=[FailedItem(**row) for row in state.failures],
         resumed=state.resumed,
+        owner=job.owner,
         links=batch_links(state.space, state.config),
     )
 
@@ -138,6 +140,8 @@ def population_out(scored: ScoredPopulation) -> PopulationOut:
         space=scored.space,
         dataset=scored.dataset,
         metric=scored.metric,
+        source=scored.source,
+        sources=[SourceCountOut(source=count.source, observations=count.observations) for count in scored.sources],
         configuration=configuration_out(selection.config),
         selected_by=selection.selected_by,
         size=scored.population.size,

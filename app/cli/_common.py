@@ -1,22 +1,29 @@
 """Helpers shared by the subcommands, so every command behaves alike: Settings fields as command-line flags
 (so `--help` documents every NASSCORE_* variable), one list syntax, defaults shown in every `--help`, one
-error prefix, explicit stop signals, and aligned tables."""
+error prefix, explicit stop signals, aligned tables, and one HTTP client for `--server URL`."""
 
 import argparse
 import functools
+import os
 import signal
 import sys
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from app.settings import Settings
+from app.settings import Settings, is_loopback
+
+if TYPE_CHECKING:  # imported where used at run time, to keep `nasscore --help` light
+    import httpx
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command stopped by Ctrl-C
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 DEFAULT_LABELS = {"database_url": "a SQLite file (WAL mode) under HOME", "data_dir": "HOME/data"}
+
+API_KEY_VARIABLE = "NASSCORE_API_KEY"
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -60,17 +67,26 @@ def add_settings_arguments(parser: argparse.ArgumentParser, names: typing.Iterab
     group = parser.add_argument_group("settings (flag > NASSCORE_* environment variable > default)")
     for name in names or Settings.model_fields:
         field = Settings.model_fields[name]
-        kind, choices = _argument_type(field.annotation)
-        default = DEFAULT_LABELS.get(name, field.default)
-        group.add_argument(
-            f"--{name.replace('_', '-')}",
-            dest=name,
-            type=kind,
-            choices=choices,
-            default=None,
-            metavar=None if choices else name.upper(),
-            help=f"{field.description} [env NASSCORE_{name.upper()}; default: {default}]",
-        )
+        flag, variable = f"--{name.replace('_', '-')}", f"NASSCORE_{name.upper()}"
+        default = DEFAULT_LABELS.get(name) or default_label(field.get_default(call_default_factory=True)) or "none"
+        if field.annotation is bool:  # a switch: present means true, absent leaves the variable or default
+            help_text = f"{field.description} [env {variable}=true; default: {'on' if field.default else 'off'}]"
+            group.add_argument(flag, dest=name, action="store_true", default=None, help=help_text)
+        elif typing.get_origin(field.annotation) is list:
+            help_text = f"{field.description} [env {variable} as a JSON list; default: {default}]"
+            metavar = name.upper().removesuffix("S")  # one of the values: --cors-origins CORS_ORIGIN [...]
+            group.add_argument(flag, dest=name, action=NameList, metavar=metavar, help=help_text)
+        else:
+            kind, choices = _argument_type(field.annotation)
+            group.add_argument(
+                flag,
+                dest=name,
+                type=kind,
+                choices=choices,
+                default=None,
+                metavar=None if choices else name.upper(),
+                help=f"{field.description} [env {variable}; default: {default}]",
+            )
 
 
 def _argument_type(annotation: Any) -> tuple[Any, list[str] | None]:
@@ -84,6 +100,20 @@ def _argument_type(annotation: Any) -> tuple[Any, list[str] | None]:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides = {name: getattr(args, name) for name in Settings.model_fields if getattr(args, name, None) is not None}
     return Settings(**overrides)
+
+
+def server_client(server: str, timeout: float) -> "httpx.Client":
+    """The client of every `--server URL` mode: sends `Authorization: Bearer $NASSCORE_API_KEY` when that
+    variable is set, and warns before sending it unencrypted to another machine."""
+    import httpx
+
+    token = os.environ.get(API_KEY_VARIABLE, "").strip()
+    if not token:
+        return httpx.Client(base_url=server, timeout=timeout)
+    address = urlsplit(server)
+    if address.scheme == "http" and not is_loopback(address.hostname or ""):
+        print(f"nasscore: warning: sending {API_KEY_VARIABLE} to {server} over plain HTTP", file=sys.stderr)
+    return httpx.Client(base_url=server, timeout=timeout, headers={"Authorization": f"Bearer {token}"})
 
 
 def fail(message: str, code: int = 1) -> int:

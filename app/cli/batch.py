@@ -14,6 +14,7 @@ from app.cli._common import (
     NameList,
     add_settings_arguments,
     fail,
+    server_client,
     settings_from_args,
     stops_cleanly,
 )
@@ -184,7 +185,7 @@ def _remote(args: argparse.Namespace, config: Any, archs: list[str] | None) -> i
         body["all"] = True
     else:
         body["sample"] = {"n": args.sample, "seed": args.seed}
-    with httpx.Client(base_url=args.server, timeout=120) as client:
+    with server_client(args.server, timeout=120) as client:
         try:
             created = _checked(client.post("/v1/batches", json=body))
             print(f"batch {created['id']} ({'resumed' if created['resumed'] else 'new'}) on {args.server}")

@@ -5,7 +5,15 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from app.cli._common import NameList, add_settings_arguments, fail, format_table, number, settings_from_args
+from app.cli._common import (
+    NameList,
+    add_settings_arguments,
+    fail,
+    format_table,
+    number,
+    server_client,
+    settings_from_args,
+)
 
 LOCAL_SETTINGS = ("home", "database_url")
 FINGERPRINT_SHOWN = 12
@@ -189,7 +197,7 @@ def _fetch_remote(server: str, path: str, params: dict[str, Any]) -> Any:
     import httpx
 
     try:
-        with httpx.Client(base_url=server, timeout=300) as client:
+        with server_client(server, timeout=300) as client:
             response = client.get(path, params=params)
     except httpx.HTTPError as error:
         raise CommandError(f"cannot reach {server}: {error}") from None

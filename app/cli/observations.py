@@ -1,5 +1,6 @@
 """`nasscore observations import FILE.csv`: load observed accuracies (e.g. the NAS-Bench-201 table) into
-the local database in one transaction, or POST them to a running service with `--server URL`."""
+the local database in one transaction, or POST them to a running service with `--server URL`;
+`nasscore observations delete --source NAME`: remove one source's observations from the local database."""
 
 import argparse
 import csv
@@ -7,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.cli._common import add_settings_arguments, fail, settings_from_args
+from app.cli._common import add_settings_arguments, fail, server_client, settings_from_args
 
 REMOTE_CHUNK = 5_000
 
@@ -30,10 +31,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     load.add_argument("--space", default="nb201", help="search space")
     load.add_argument("--metric", default="test_accuracy", help="what the accuracy measures")
     load.add_argument("--epochs", type=int, help="training epochs behind the accuracy (default: not recorded)")
-    load.add_argument("--source", help="provenance label (default: the file name)")
+    load.add_argument(
+        "--source", help="provenance label: reports choose one source's accuracies (default: the file name)"
+    )
     load.add_argument("--server", metavar="URL", help="POST to a running service instead (default: the local database)")
-    add_settings_arguments(load, ("home", "database_url"))
+    add_settings_arguments(load, ("home", "database_url", "extra_metrics"))
     load.set_defaults(handler=_import)
+    remove = actions.add_parser(
+        "delete",
+        help="delete one source's observations",
+        description="Delete every observation of one source (e.g. a mistaken import) from the local database, "
+        "in one transaction; DELETE /v1/observations?source=NAME does the same on a server (admin key).",
+    )
+    remove.add_argument("--source", required=True, help="the source whose observations to delete")
+    remove.add_argument("--dataset", help="only its observations on this dataset (default: every dataset)")
+    remove.add_argument("--metric", help="only its observations of this metric (default: every metric)")
+    add_settings_arguments(remove, ("home", "database_url"))
+    remove.set_defaults(handler=_delete)
 
 
 class ImportProblem(Exception):
@@ -92,7 +106,8 @@ def _store_locally(args: argparse.Namespace, rows: list[dict[str, Any]]) -> int:
     from app.db.migrations import require_current
     from app.services.observations import ObservationInput, record_observations
 
-    database = Database(settings_from_args(args).resolved_database_url)
+    settings = settings_from_args(args)
+    database = Database(settings.resolved_database_url)
     try:
         try:
             require_current(database.engine)
@@ -101,16 +116,34 @@ def _store_locally(args: argparse.Namespace, rows: list[dict[str, Any]]) -> int:
         inputs = [ObservationInput(**{k: v for k, v in row.items() if k != "space"}) for row in rows]
         prefixes = [f"{args.file.name}:{line}" for line in range(2, len(rows) + 2)]
         with database.session() as session:
-            return record_observations(session, args.space, inputs, prefixes)
+            return record_observations(session, args.space, inputs, prefixes, extra_metrics=settings.extra_metrics)
     finally:
         database.dispose()
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from app.db import Database
+    from app.db.migrations import require_current
+    from app.services.errors import ServiceError
+    from app.services.observations import delete_observations
+
+    database = Database(settings_from_args(args).resolved_database_url)
+    try:
+        require_current(database.engine)
+        deleted = delete_observations(database, args.source, args.dataset, args.metric)
+    except (RuntimeError, ServiceError) as error:
+        return fail(str(error))
+    finally:
+        database.dispose()
+    print(f"deleted {deleted} observations of source {args.source!r}")
+    return 0
 
 
 def _post(server: str, rows: list[dict[str, Any]]) -> int:
     import httpx
 
     stored = 0
-    with httpx.Client(base_url=server, timeout=300) as client:
+    with server_client(server, timeout=300) as client:
         for start in range(0, len(rows), REMOTE_CHUNK):
             try:
                 response = client.post("/v1/observations", json=rows[start : start + REMOTE_CHUNK])

@@ -11,7 +11,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the scoring service (HTTP API + worker pool)",
         description="Run the scoring service. Every setting can also come from a NASSCORE_* environment "
         "variable. The embedded SQLite database is created and upgraded at start-up; a PostgreSQL database "
-        "is upgraded explicitly with `nasscore db upgrade`.",
+        "is upgraded explicitly with `nasscore db upgrade`. Writes need an API key (`nasscore keys`) whenever "
+        "--host is not a loopback address, unless --auth says otherwise; the start-up log says which applies.",
     )
     add_settings_arguments(parser)
     parser.set_defaults(handler=_serve)

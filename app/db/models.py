@@ -33,6 +33,11 @@ NAMING_CONVENTION = {
 }
 
 
+# The largest value an Integer column holds on every backend (PostgreSQL's INTEGER is 32-bit): every integer
+# a client sends is bounded by it, so none reaches the database out of range.
+MAX_DATABASE_INTEGER = 2**31 - 1
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

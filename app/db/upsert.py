@@ -5,7 +5,7 @@ through one cached statement executed for many parameter sets (SQLAlchemy batche
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import ColumnElement, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -26,13 +26,19 @@ def insert_ignore(session: Session, table: Table, rows: Sequence[Mapping[str, An
 
 
 def upsert(
-    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], unique: Sequence[str], update: Sequence[str]
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    unique: Sequence[str],
+    update: Sequence[str],
+    where: ColumnElement[bool] | None = None,
 ) -> None:
-    """Insert rows; where one collides on `unique`, overwrite its `update` columns (the newest write wins)."""
+    """Insert rows; where one collides on `unique`, overwrite its `update` columns (the newest write wins),
+    only if the stored row satisfies `where` when given (else the stored row is kept)."""
     if not rows:
         return
     statement = _insert_for(session, table)
     statement = statement.on_conflict_do_update(
-        index_elements=unique, set_={column: statement.excluded[column] for column in update}
+        index_elements=unique, set_={column: statement.excluded[column] for column in update}, where=where
     )
     session.execute(statement, list(rows))

@@ -13,10 +13,17 @@ from sqlalchemy.orm import Session
 
 from app.db import Database
 from app.db.models import Architecture, BatchJob, JobKind, ScoringConfig, SearchSpace
-from app.services import jobs
-from app.services.configs import ConfigOptions, get_or_create_config, validate_dataset, validate_proxies
-from app.services.errors import Forbidden, TooLarge
+from app.services import jobs, quotas
+from app.services.configs import (
+    ConfigOptions,
+    check_model_memory,
+    get_or_create_config,
+    validate_dataset,
+    validate_proxies,
+)
+from app.services.errors import Forbidden, InvalidInput, TooLarge
 from app.services.keys import ANONYMOUS, Principal, Scope
+from app.services.quotas import ServerLimits
 from app.services.spaces import (
     all_architectures,
     architectures_for_strings,
@@ -52,6 +59,12 @@ class BatchFields:
     sample: str = "sample.n"
     all: str = "all"
 
+    def chosen_by(self, selection: ArchitectureSelection) -> str:
+        """The field that selected the architectures."""
+        if selection.archs is not None:
+            return self.archs
+        return self.all if selection.all else self.sample
+
 
 @dataclass(frozen=True)
 class BatchSpec:
@@ -81,19 +94,23 @@ class BatchState:
 
 
 def create_batch(
-    runtime: Runtime, spec: BatchSpec, *, max_items: int | None = None, fields: BatchFields = BatchFields()
+    runtime: Runtime, spec: BatchSpec, *, limits: ServerLimits | None = None, fields: BatchFields = BatchFields()
 ) -> BatchState:
     """Queue the batch (or, with `spec.resume`, return the identical one, its failed items queued again) and
-    wake the dispatcher. What needs no database is checked first, so a bad request costs nothing;
-    `max_items` is the server's limit (413), None for a local run, whose size is the operator's call."""
+    wake the dispatcher. What needs no database is checked first, so a bad request costs nothing. `limits`
+    are the server's (batch size 413, model memory 422, the owner's quota 429), None for a local run."""
     space_module(spec.space)
     validate_dataset(spec.dataset)
     proxies = validate_proxies(spec.proxies, fields.proxies)
-    if max_items is not None:
-        _check_size(spec.space, spec.selection, max_items, fields)
+    _check_sample_size(spec.space, spec.selection, fields)
+    if limits is not None:
+        _check_size(spec.space, spec.selection, limits.max_batch_items, fields)
+        check_model_memory(spec.dataset, spec.options, proxies, limits.max_model_memory_mb)
     resolved = runtime.resolve(spec.dataset, spec.options, spec.images)
 
     def create(session: Session) -> BatchState:
+        if limits is not None:
+            quotas.lock_owner(session, spec.owner)
         space = ensure_space(session, spec.space)
         job, created = jobs.create_job(
             session,
@@ -105,6 +122,8 @@ def create_batch(
             resume=spec.resume,
             owner=spec.owner,
         )
+        if created and limits is not None:
+            quotas.enforce_quota(session, job, limits.quota, fields.chosen_by(spec.selection))
         return batch_state(session, job, resumed=not created)
 
     state = runtime.database.transact(create)
@@ -163,6 +182,16 @@ def cancel_batch(database: Database, batch_id: int, principal: Principal = ANONY
         return batch_state(session, job)
 
     return database.transact(cancel)
+
+
+def _check_sample_size(space: str, selection: ArchitectureSelection, fields: BatchFields) -> None:
+    """A sample holds distinct cells, so it can be no larger than the space (checked before the server's
+    batch limit, which would otherwise misname the problem)."""
+    if selection.sample is None:
+        return
+    size = len(enumerate_space(space, fields.sample))
+    if not 1 <= selection.sample <= size:
+        raise InvalidInput(fields.sample, f"must be between 1 and {size} (the size of {space}), got {selection.sample}")
 
 
 def _check_size(space: str, selection: ArchitectureSelection, limit: int, fields: BatchFields) -> None:

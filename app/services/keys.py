@@ -89,6 +89,12 @@ def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
 
 
+def has_active_admin(session: Session) -> bool:
+    """Whether some unrevoked key may administer the service (else only a configured admin hash can)."""
+    query = select(ApiKey.id).where(ApiKey.scope == Scope.ADMIN.label, ApiKey.revoked_at.is_(None)).limit(1)
+    return session.scalar(query) is not None
+
+
 def revoke_key(database: Database, name: str) -> ApiKey:
     def revoke(session: Session) -> ApiKey:
         key = session.scalar(select(ApiKey).where(ApiKey.name == name))

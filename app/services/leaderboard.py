@@ -57,6 +57,7 @@ class LeaderboardQuery:
     vote: VoteRequest = VoteRequest()
     config: str | None = None
     metric: str = DEFAULT_METRIC
+    source: str | None = None
     limit: int = 100
     offset: int = 0
     expand: str | None = None
@@ -148,7 +149,7 @@ def leaderboard(session: Session, query: LeaderboardQuery) -> Leaderboard:
     the listed unit, so collapsed ranks order classes, not copies of them."""
     check_vote_request(query.vote)
     unit = validate_expand(query.expand)
-    scored = load_scored_population(session, query.space, query.dataset, query.config, query.metric)
+    scored = load_scored_population(session, query.space, query.dataset, query.config, query.metric, query.source)
     population = unit_population(scored.population, unit)
     choice = choose_vote(population, query.vote, scored.selection.config)
     voters, method = choice.voters, choice.method

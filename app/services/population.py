@@ -5,7 +5,11 @@ Proxy values depend on the calibration data, the seed and the model, so scores o
 never mixed. Loading a population (all its score columns in one query) is the expensive step, so a snapshot
 is cached per database and reused while cheap stamps are unchanged: scores are insert-only, so a
 configuration's (row count, highest id) changes whenever its population does, and an observation import
-moves the (count, latest observed_at) of its dataset and metric.
+(or deletion) moves the (count, latest observed_at) of its dataset and metric.
+
+Each observation source keeps its own value for a cell, so a population's accuracies come from ONE source:
+the one a request names, else the one with the most observations of the dataset and metric in the space
+(a benchmark import has them all), ties by name.
 
 Isomorphic cells (one `canonical_key`) compute the same function and share one recorded score, so a
 population also comes collapsed to one row per isomorphism class (`class_population`).
@@ -26,13 +30,16 @@ from sqlalchemy.orm import Session
 from app.db.models import Architecture, Observation, Score, ScoringConfig, SearchSpace
 from app.services.configs import validate_dataset, validate_proxies
 from app.services.errors import InvalidInput, NotFound
-from app.services.observations import DEFAULT_METRIC
+from app.services.observations import DEFAULT_METRIC, MAX_METRIC_LENGTH, MAX_SOURCE_LENGTH, validate_label
 from app.services.spaces import space_module, stored_space
 
 SELECTED_BY_REQUEST = "request"
 SELECTED_BY_MOST_SCORES = "most_scores"
 MIN_FINGERPRINT_PREFIX = 6
 CACHED_SNAPSHOTS = 16
+SHOWN_SOURCES = 10
+# Sources a population lists: any write key may add sources, so the list is bounded.
+LISTED_SOURCES = 20
 
 
 @dataclass(frozen=True)
@@ -90,12 +97,25 @@ class Population:
 
 
 @dataclass(frozen=True)
+class SourceCount:
+    """An observation source and how many observations of the dataset and metric it has in the space."""
+
+    source: str
+    observations: int
+
+
+@dataclass(frozen=True)
 class ScoredPopulation:
+    """`source` is where the accuracies come from (None: no observations); `sources` lists the sources of
+    the dataset and metric in the space with the most observations (at most LISTED_SOURCES), most first."""
+
     space: str
     dataset: str
     metric: str
     selection: ConfigSelection
     population: Population
+    source: str | None
+    sources: tuple[SourceCount, ...]
 
 
 class StampedCache:
@@ -135,26 +155,42 @@ def cache_for(session: Session) -> StampedCache:
 
 
 def load_scored_population(
-    session: Session, space: str, dataset: str, config: str | None = None, metric: str = DEFAULT_METRIC
+    session: Session,
+    space: str,
+    dataset: str,
+    config: str | None = None,
+    metric: str = DEFAULT_METRIC,
+    source: str | None = None,
 ) -> ScoredPopulation:
     """The population of `space` scored on `dataset` under one configuration, with observed accuracies.
 
     `config` is a fingerprint (or a unique prefix of at least 6 characters); without it the configuration
     with the most scores for the space and dataset is used, and the others are listed as alternatives.
+    The accuracies are `source`'s (NotFound naming `source` when it has no observations of the dataset and
+    metric in the space); without it, those of the source with the most of them.
     """
     space_module(space)
     validate_dataset(dataset)
+    validate_label(metric, "metric", MAX_METRIC_LENGTH)
+    if source is not None:
+        validate_label(source, "source", MAX_SOURCE_LENGTH)
     space_row = stored_space(session, space)
     cache = cache_for(session)
     stamps = _dataset_config_stamps(session, dataset)
     selection = _select_configuration(session, cache, space_row, dataset, config, stamps)
-    stamp = (stamps[selection.config.id], _observation_stamp(session, dataset, metric))
-    population = cache.get(
-        ("population", space_row.id, selection.config.id, dataset, metric),
-        stamp,
-        lambda: _load_population(session, space_row.id, selection.config.id, dataset, metric),
+    observation_stamp = _observation_stamp(session, dataset, metric)
+    sources: tuple[SourceCount, ...] = cache.get(
+        ("sources", space_row.id, dataset, metric),
+        observation_stamp,
+        lambda: _source_counts(session, space_row.id, dataset, metric),
     )
-    return ScoredPopulation(space, dataset, metric, selection, population)
+    chosen = _choose_source(sources, source, space, dataset, metric)
+    population = cache.get(
+        ("population", space_row.id, selection.config.id, dataset, metric, chosen),
+        (stamps[selection.config.id], observation_stamp),
+        lambda: _load_population(session, space_row.id, selection.config.id, dataset, metric, chosen),
+    )
+    return ScoredPopulation(space, dataset, metric, selection, population, chosen, sources[:LISTED_SOURCES])
 
 
 def class_population(population: Population) -> Population:
@@ -283,6 +319,32 @@ def _config_counts(session: Session, space_id: int, config_ids: list[int]) -> tu
     return tuple(sorted(counts, key=lambda count: (-count.scores, count.config_id)))
 
 
+def _source_counts(session: Session, space_id: int, dataset: str, metric: str) -> tuple[SourceCount, ...]:
+    """Observations per source of the dataset and metric in the space, most first (ties by name)."""
+    observations = func.count().label("observations")
+    rows = session.execute(
+        select(Observation.source, observations)
+        .join(Architecture, Architecture.id == Observation.architecture_id)
+        .where(Architecture.space_id == space_id, Observation.dataset == dataset, Observation.metric == metric)
+        .group_by(Observation.source)
+        .order_by(observations.desc(), Observation.source)
+    ).all()
+    return tuple(SourceCount(source, count) for source, count in rows)
+
+
+def _choose_source(
+    sources: Sequence[SourceCount], requested: str | None, space: str, dataset: str, metric: str
+) -> str | None:
+    if requested is None:
+        return sources[0].source if sources else None
+    if any(count.source == requested for count in sources):
+        return requested
+    known = ", ".join(repr(count.source) for count in sources[:SHOWN_SOURCES]) or "none"
+    raise NotFound(
+        "source", f"no {metric} observations on {dataset} from source {requested!r} in {space}; sources: {known}"
+    )
+
+
 def _observation_stamp(session: Session, dataset: str, metric: str) -> tuple[int, datetime | None]:
     count, latest = session.execute(
         select(func.count(), func.max(Observation.observed_at)).where(
@@ -292,8 +354,11 @@ def _observation_stamp(session: Session, dataset: str, metric: str) -> tuple[int
     return count, latest
 
 
-def _load_population(session: Session, space_id: int, config_id: int, dataset: str, metric: str) -> Population:
-    """Two queries: every score of the configuration, then the scored architectures with their accuracy."""
+def _load_population(
+    session: Session, space_id: int, config_id: int, dataset: str, metric: str, source: str | None
+) -> Population:
+    """Two queries: every score of the configuration, then the scored architectures with their accuracy
+    from `source` (one observation per cell at most: a source keeps one value per cell)."""
     scores = session.execute(
         select(Score.architecture_id, Score.proxy, Score.value, Score.seconds)
         .join(Architecture, Architecture.id == Score.architecture_id)
@@ -301,7 +366,10 @@ def _load_population(session: Session, space_id: int, config_id: int, dataset: s
     ).all()
     scored_ids = select(Score.architecture_id).where(Score.config_id == config_id)
     observed = and_(
-        Observation.architecture_id == Architecture.id, Observation.dataset == dataset, Observation.metric == metric
+        Observation.architecture_id == Architecture.id,
+        Observation.dataset == dataset,
+        Observation.metric == metric,
+        Observation.source == source,
     )
     architectures = session.execute(
         select(Architecture.id, Architecture.arch, Observation.accuracy, Architecture.canonical_key)

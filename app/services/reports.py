@@ -37,6 +37,11 @@ from scorers import get_proxy
 from scorers.evaluation import correlation_report
 
 VOTE = "vote"
+# Bounds on an uncached correlation report (measured on NB201, docs in GET /v1/correlations): a request's
+# resamples, and resamples x observed units x entries, which admits the default 1000 resamples over the
+# whole of NB201 (6,466 classes + 15,625 cells) for the default vote's 7 entries, and no more.
+MAX_BOOTSTRAP = 2000
+MAX_BOOTSTRAP_WORK = 1000 * (6_466 + 15_625) * 7
 EXPORT_FORMATS = ("csv", "naslib")
 NASLIB_SPACES = ("nb201",)
 
@@ -48,6 +53,7 @@ class ReportQuery:
     vote: VoteRequest = VoteRequest()
     config: str | None = None
     metric: str = DEFAULT_METRIC
+    source: str | None = None
     bootstrap: int = 1000
     seed: int = 0
     top_fraction: float = 0.10
@@ -90,12 +96,16 @@ class ExportFile:
     filename: str
 
 
-def correlations(session: Session, query: ReportQuery) -> CorrelationSummary:
+def correlations(session: Session, query: ReportQuery, max_bootstrap_work: int | None = None) -> CorrelationSummary:
     """Per voting proxy and for the vote: rank correlations and top-k figures against observed accuracy,
-    over isomorphism classes and over cells."""
+    over isomorphism classes and over cells. `max_bootstrap_work` bounds resamples x observed units x
+    entries (a server's bound, see MAX_BOOTSTRAP_WORK; None for a local run)."""
     scored, choice = _population_and_vote(session, query)
     cells = scored.population
     classes = class_population(cells)
+    if max_bootstrap_work is not None:
+        units = (_observed(classes) + _observed(cells)) * (len(choice.voters) + 1)
+        _check_bootstrap_work(query.bootstrap, units, max_bootstrap_work)
     settings = (query.bootstrap, query.seed, query.top_fraction)
     entries = [
         Correlation(
@@ -108,6 +118,18 @@ def correlations(session: Session, query: ReportQuery) -> CorrelationSummary:
         for by_class, by_cell in zip(_columns(classes, choice), _columns(cells, choice), strict=True)
     ]
     return CorrelationSummary(scored, choice, _observed(classes), _observed(cells), entries)
+
+
+def _check_bootstrap_work(bootstrap: int, units: int, max_work: int) -> None:
+    """An uncached report's cost is its bootstrap: `units` (observed classes and cells, times the entries)
+    resampled `bootstrap` times. Refused past `max_work` (422), with the most resamples this report allows."""
+    if bootstrap * units <= max_work:
+        return
+    raise InvalidInput(
+        "bootstrap",
+        f"{bootstrap} resamples of this population ({units:,} observed units over all entries) exceed this "
+        f"server's bound on a report's work; ask for at most {max_work // units} (or 0: no intervals)",
+    )
 
 
 def correlation_plot(session: Session, query: ReportQuery) -> bytes:
@@ -141,6 +163,7 @@ def export_population(
     export_format: str = "csv",
     config: str | None = None,
     metric: str = DEFAULT_METRIC,
+    source: str | None = None,
     proxies: Sequence[str] | None = None,
 ) -> ExportFile:
     """Every cell of the population (ascending id) with its isomorphism class, the configuration's
@@ -149,7 +172,7 @@ def export_population(
         raise InvalidInput("format", f"unknown export format {export_format!r}; known: {', '.join(EXPORT_FORMATS)}")
     if export_format == "naslib" and space not in NASLIB_SPACES:
         raise InvalidInput("format", f"NASLib's encoding covers {', '.join(NASLIB_SPACES)} only, not {space!r}")
-    scored = load_scored_population(session, space, dataset, config, metric)
+    scored = load_scored_population(session, space, dataset, config, metric, source)
     population = scored.population
     columns = population.proxies if proxies is None else require_scored(population, proxies, scored.selection.config)
     rows = _export_rows(population, columns, scored.selection.config.fingerprint)
@@ -170,7 +193,7 @@ def vote_label(choice: VoteChoice) -> str:
 
 def _population_and_vote(session: Session, query: ReportQuery) -> tuple[ScoredPopulation, VoteChoice]:
     check_vote_request(query.vote)
-    scored = load_scored_population(session, query.space, query.dataset, query.config, query.metric)
+    scored = load_scored_population(session, query.space, query.dataset, query.config, query.metric, query.source)
     return scored, choose_vote(scored.population, query.vote, scored.selection.config)
 
 

@@ -13,9 +13,16 @@ from sqlalchemy.orm import Session
 
 from app.db import Database
 from app.db.models import Architecture, BatchItem, BatchJob, JobKind, JobStatus, Score, ScoringConfig
-from app.services import jobs
-from app.services.configs import ConfigOptions, get_or_create_config, validate_dataset, validate_proxies
+from app.services import jobs, quotas
+from app.services.configs import (
+    ConfigOptions,
+    check_model_memory,
+    get_or_create_config,
+    validate_dataset,
+    validate_proxies,
+)
 from app.services.leaderboard import VoteStanding, stored_standing
+from app.services.quotas import ServerLimits
 from app.services.scores import stored_scores
 from app.services.spaces import ensure_space, get_or_create_architectures, normalise, space_module
 from app.services.votes import VoteRequest, checked_vote_request, with_named_voters
@@ -70,22 +77,27 @@ class ScoreResult:
     scored: ScoredArchitecture | None
 
 
-def submit_score(runtime: Runtime, spec: ScoreSpec) -> SubmittedScore:
+def submit_score(runtime: Runtime, spec: ScoreSpec, limits: ServerLimits | None = None) -> SubmittedScore:
     """Validate without touching the database, then find every score stored or queue a job for the missing
-    ones (and wake the dispatcher for it)."""
+    ones (and wake the dispatcher for it). `limits` are the server's: the model's memory (422) and the
+    owner's quota of queued items (429), which a job counts toward like a batch."""
     normalise(space_module(spec.space), spec.arch, "arch")
     validate_dataset(spec.dataset)
     vote = checked_vote_request(spec.vote, "vote")
     proxies = with_named_voters(validate_proxies(spec.proxies), vote)
+    if limits is not None:
+        check_model_memory(spec.dataset, spec.options, proxies, limits.max_model_memory_mb)
     resolved = runtime.resolve(spec.dataset, spec.options)
 
     def find_or_queue(session: Session) -> SubmittedScore:
+        if limits is not None:
+            quotas.lock_owner(session, spec.owner)
         space = ensure_space(session, spec.space)
         [architecture] = get_or_create_architectures(session, space, [spec.arch], "arch", indexed=False)
         config = get_or_create_config(session, resolved)
         if len(stored_scores(session, architecture.id, config.id, proxies)) == len(proxies):
             return SubmittedScore(architecture.id, config.id, proxies, vote)
-        job, _ = jobs.create_job(
+        job, created = jobs.create_job(
             session,
             kind=JobKind.SCORE,
             space=space,
@@ -94,6 +106,8 @@ def submit_score(runtime: Runtime, spec: ScoreSpec) -> SubmittedScore:
             architectures=[architecture],
             owner=spec.owner,
         )
+        if created and limits is not None:
+            quotas.enforce_quota(session, job, limits.quota, "arch")
         return SubmittedScore(architecture.id, config.id, proxies, vote, job.id)
 
     submitted = runtime.database.transact(find_or_queue)

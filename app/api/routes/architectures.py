@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query
 
 from app.api import examples
 from app.api.auth import require_read
-from app.api.deps import PageDep, ReadSession
+from app.api.deps import PageDep, ReadSession, RowId
 from app.api.schemas import (
     ArchitectureDetail,
     ArchitectureOut,
@@ -40,7 +40,7 @@ router = APIRouter(
         **examples.error_responses(404, 422),
     },
 )
-def get_architecture_detail(architecture_id: int, session: ReadSession) -> ArchitectureDetail:
+def get_architecture_detail(architecture_id: RowId, session: ReadSession) -> ArchitectureDetail:
     """One architecture (its string, isomorphism class and benchmark index) with every score stored for it,
     grouped by configuration, and every accuracy observed for it. Ids come from POST /v1/scores, the
     leaderboard and GET /v1/architectures."""
@@ -64,6 +64,7 @@ def _detail_out(record: ArchitectureRecord) -> ArchitectureDetail:
                 accuracy=o.accuracy,
                 epochs=o.epochs,
                 source=o.source,
+                posted_by=o.posted_by,
                 observed_at=o.observed_at,
             )
             for o in record.observations

@@ -7,12 +7,13 @@ from fastapi.responses import JSONResponse
 
 from app.api import examples
 from app.api.auth import ReadAccess, WriteAccess
-from app.api.deps import PageDep, ReadSession, RuntimeDep, SettingsDep
+from app.api.deps import PageDep, ReadSession, RowId, RuntimeDep, SettingsDep
 from app.api.schemas import BatchOut, BatchRequest, Page
 from app.api.views import batch_out
 from app.db.models import JobStatus
 from app.services import batches
 from app.services.batches import ArchitectureSelection, BatchSpec
+from app.services.quotas import server_limits
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
@@ -41,9 +42,14 @@ def create_batch(
     With `resume` (the default), an identical batch (same architectures, configuration and proxies) is
     returned instead of starting another (`resumed: true`): the unfinished one, or the finished one with its
     failed items queued again. Items whose scores are already stored complete at once. 413: more
-    architectures than the server's batch limit; 400: no real calibration data for the dataset."""
+    architectures than the server's batch limit; 400: no real calibration data for the dataset; 422: a
+    sample larger than the space, or a network too large for the server's model memory budget (naming the
+    `config` field to lower); 429: the key (or, without one, all anonymous clients together) already has
+    `max_running_batches_per_key` batches unfinished (`batches`) or this batch would leave more than
+    `max_queued_items_per_key` items queued (the selection field), or its write rate is spent; nothing is
+    stored then, and `Retry-After` estimates when there will be room."""
     spec = _batch_spec(body, principal.name)
-    out = batch_out(batches.create_batch(runtime, spec, max_items=settings.max_batch_items))
+    out = batch_out(batches.create_batch(runtime, spec, limits=server_limits(settings)))
     return JSONResponse(out.model_dump(mode="json"), status_code=202, headers={"Location": out.url})
 
 
@@ -95,7 +101,7 @@ def list_batches(
         **examples.error_responses(404, 422, *examples.READ_ERRORS),
     },
 )
-def get_batch(batch_id: int, session: ReadSession, _: ReadAccess) -> BatchOut:
+def get_batch(batch_id: RowId, session: ReadSession, _: ReadAccess) -> BatchOut:
     """The batch's state and counts of its items (done, failed, cancelled, pending, running), its rate and
     ETA, up to 10 failed items with their errors, and the links to its population's reports. Poll it until
     `status` is `done` or `cancelled`."""
@@ -111,7 +117,7 @@ def get_batch(batch_id: int, session: ReadSession, _: ReadAccess) -> BatchOut:
         **examples.error_responses(404, 409, 422, *examples.WRITE_ERRORS),
     },
 )
-def cancel_batch(batch_id: int, runtime: RuntimeDep, principal: WriteAccess) -> BatchOut:
+def cancel_batch(batch_id: RowId, runtime: RuntimeDep, principal: WriteAccess) -> BatchOut:
     """Cancels the batch's pending items; the scores already computed stay stored. Only the key that started
     it, or an admin key, may cancel it (403). 409 when the batch has already finished."""
     return batch_out(batches.cancel_batch(runtime.database, batch_id, principal))

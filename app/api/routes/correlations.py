@@ -15,7 +15,8 @@ from app.api.auth import require_read
 from app.api.deps import PopulationDep, ReadSession, VoteDep
 from app.api.schemas import CorrelationsOut
 from app.api.views import correlations_out
-from app.services.reports import ReportQuery, correlation_plot, correlations
+from app.db.models import MAX_DATABASE_INTEGER
+from app.services.reports import MAX_BOOTSTRAP, MAX_BOOTSTRAP_WORK, ReportQuery, correlation_plot, correlations
 
 router = APIRouter(
     prefix="/v1/correlations",
@@ -23,8 +24,16 @@ router = APIRouter(
     dependencies=[Depends(require_read)],
     responses=examples.error_responses(*examples.READ_ERRORS),
 )
-BootstrapQuery = Annotated[int, Query(ge=0, le=10_000, description="Bootstrap resamples for the 95 % CI of rho")]
-SeedQuery = Annotated[int, Query(ge=0, le=2**31 - 1, description="Seed of the bootstrap")]
+BootstrapQuery = Annotated[
+    int,
+    Query(
+        ge=0,
+        le=MAX_BOOTSTRAP,
+        description="Bootstrap resamples for the 95 % CI of rho; fewer on large populations: resamples x observed "
+        f"classes and cells x entries is at most {MAX_BOOTSTRAP_WORK:,} (the default over all of NB201)",
+    ),
+]
+SeedQuery = Annotated[int, Query(ge=0, le=MAX_DATABASE_INTEGER, description="Seed of the bootstrap")]
 TopFractionQuery = Annotated[float, Query(gt=0, le=1, description="Share of architectures counted as the top")]
 
 
@@ -54,11 +63,15 @@ def get_correlations(
     Each entry's own figures are per isomorphism class (`unit: "class"`; a class's accuracy is the mean of
     its members' observations), the unit whose p-values hold; `per_cell` repeats them with every cell
     counted, the benchmark papers' convention. Figures are null, with `reason`, when too few architectures
-    have both a score and an accuracy. Errors as for the leaderboard."""
+    have both a score and an accuracy. Errors as for the leaderboard.
+
+    The bootstrap is a report's cost, bounded (see `bootstrap`) so that a few uncached reports cannot occupy
+    the server: past the bound, 422 names `bootstrap` with the most resamples this population allows.
+    Computed reports are kept while the population is unchanged."""
     query = ReportQuery(
         **selection.query_fields(), vote=vote, bootstrap=bootstrap, seed=seed, top_fraction=top_fraction
     )
-    return correlations_out(correlations(session, query))
+    return correlations_out(correlations(session, query, max_bootstrap_work=MAX_BOOTSTRAP_WORK))
 
 
 @router.get(

@@ -47,7 +47,8 @@ def get_export(
 ) -> Response:
     """Every cell of one configuration's population (chosen as for the leaderboard), by ascending id, as a
     download. `csv`: one row per cell with its isomorphism class, the configuration's fingerprint, each
-    proxy's score and seconds (`proxies` picks the columns; default all) and the observed accuracy.
+    proxy's score and seconds (`proxies` picks the columns; default all) and the observed accuracy (from
+    `source`, chosen as for the leaderboard).
     `naslib`: the JSON that NAS-Bench-Suite-Zero and NASLib's zero-cost analyses read, keyed by dataset and
     by the cell's op-index tuple, with `val_accuracy`. Errors (JSON) as for the leaderboard; `naslib`
     covers NAS-Bench-201 only."""
@@ -58,6 +59,7 @@ def get_export(
         export_format=export_format,
         config=selection.config,
         metric=selection.metric,
+        source=selection.source,
         proxies=selection.proxies,
     )
     disposition = f'attachment; filename="{exported.filename}"'

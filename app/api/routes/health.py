@@ -4,7 +4,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.api import examples
-from app.api.deps import RuntimeDep
+from app.api.deps import RuntimeDep, SettingsDep
 from app.api.schemas import Readiness
 from app.runtime import display_url
 from app.services.calibration import DatasetData, describe_datasets
@@ -37,10 +37,11 @@ def _data_summary(data: DatasetData) -> str:
         503: {"model": Readiness, "description": "Database unreachable, or workers or dispatcher not running"},
     },
 )
-def readyz(runtime: RuntimeDep) -> JSONResponse:
+def readyz(runtime: RuntimeDep, settings: SettingsDep) -> JSONResponse:
     """Whether the service can take work: the database answers (with the calibration data stored per
     dataset), the worker pool is up (its health: workers, devices, queue, restarts) and the dispatcher
-    thread runs. 200 when all are, else 503 with the same body naming what is not."""
+    thread runs. 200 when all are, else 503 with the same body naming what is not. `auth` says whether
+    writes need an API key."""
     checks: dict[str, object] = {"database_url": display_url(runtime.database.url)}
     try:
         runtime.database.ping()
@@ -53,5 +54,6 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
     workers_ok = executor is not None and executor.ready()
     checks["workers"] = executor.health() if executor is not None else "not started"
     checks["dispatcher"] = "ok" if dispatcher is not None and dispatcher.alive() else "not running"
+    checks["auth"] = "on" if settings.auth_enabled else "off"
     ready = checks["database"] == "ok" and workers_ok and checks["dispatcher"] == "ok"
     return JSONResponse({"status": "ready" if ready else "not ready", **checks}, status_code=200 if ready else 503)

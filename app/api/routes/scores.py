@@ -18,6 +18,7 @@ from app.api.schemas import ProxyScore, ScoreAccepted, ScoreRequest, ScoreRespon
 from app.api.views import architecture_out, configuration_out, job_ref, proxy_score
 from app.db.models import ScoringConfig
 from app.services.leaderboard import VoteStanding
+from app.services.quotas import server_limits
 from app.services.score_requests import ScoreResult, ScoreSpec, score_result, submit_score
 from app.services.votes import VoteRequest
 
@@ -66,8 +67,11 @@ async def post_score(
     computed; the voters named by `vote` are always computed too. `vote.rank` is null, with `reason`, while
     fewer than 20 classes are scored. Isomorphic cells share their class's scores. A proxy that raised has a
     null `value` and its `error`. 400: no real calibration data on the server for the dataset (ask for
-    `config.data = "synthetic"`); 422 names the invalid field."""
-    submitted = await run_in_threadpool(submit_score, runtime, _score_spec(body, principal.name))
+    `config.data = "synthetic"`); 422 names the invalid field, including a network too large for the server's
+    model memory budget; 429: a new job would leave the key (or all anonymous clients) with more queued items
+    than its quota, or its write rate is spent."""
+    spec = _score_spec(body, principal.name)
+    submitted = await run_in_threadpool(submit_score, runtime, spec, server_limits(settings))
     if submitted.job_id is None:
         return _score_response(await run_in_threadpool(score_result, runtime.database, submitted))
     loop = asyncio.get_running_loop()

@@ -13,7 +13,9 @@ import pytest
 from conftest import (
     NASSCORE,
     TINY_CONFIG,
+    ServerProcess,
     free_port,
+    process_stats,
     wait_for_batch,
     wait_ready,
     wait_until,
@@ -29,15 +31,7 @@ BATCH_SIZE = 30
 
 def _children(pid: int) -> set[int]:
     """Direct children of `pid`, read from /proc (the pool's worker processes)."""
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.add(int(stat.parent.name))
-    return found
+    return {child for child, fields in process_stats() if int(fields[1]) == pid}
 
 
 def _alive(pid: int) -> bool:
@@ -46,23 +40,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-class ServerProcess:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log.open("ab")
-        self.process = subprocess.Popen([NASSCORE, "serve"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def stop(self) -> int:
-        """SIGTERM (a graceful shutdown) unless it already exited; returns its exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=120)
-        self.log.close()
-        return code
-
-    def output(self) -> str:
-        return Path(self.log.name).read_text()
 
 
 @pytest.fixture
