@@ -8,21 +8,34 @@ from sqlalchemy.orm import Session
 
 from app.db import Database
 from app.db.migrations import require_current, upgrade
+from app.queue.dispatcher import Dispatcher
 from app.services import calibration
 from app.services.configs import ConfigOptions, ResolvedConfig, resolve_config
 from app.services.spaces import seed_space
 from app.settings import Settings
 from app.workers.base import Executor
-from app.workers.dispatcher import Dispatcher
 from scorers.calibration import ImageSet
 
 log = logging.getLogger("nasscore")
 
 
-def make_local_executor(settings: Settings) -> Executor:
+def make_executor(settings: Settings) -> Executor:
+    """The local process pool, or actors on a Ray cluster (`--executor ray`, an optional extra: without the
+    `ray` package this raises RayUnavailable naming how to install it)."""
+    if settings.executor == "ray":
+        from app.workers.ray_executor import RayExecutor
+
+        return RayExecutor(
+            address=settings.ray_address,
+            device=settings.device,
+            workers=settings.workers,
+            workers_per_gpu=settings.workers_per_gpu,
+            cpus_per_actor=settings.ray_cpus_per_actor,
+            home=settings.home,
+        )
     from app.workers.local import LocalPool, plan_devices
 
-    return LocalPool(plan_devices(settings.device, settings.workers))
+    return LocalPool(plan_devices(settings.device, settings.workers, settings.workers_per_gpu))
 
 
 def display_url(url: str) -> str:
@@ -58,7 +71,7 @@ class Runtime:
         self._log_data()
 
     def start_workers(self) -> None:
-        self.executor = make_local_executor(self.settings)
+        self.executor = make_executor(self.settings)
         self.dispatcher = Dispatcher(
             self.database,
             self.executor,

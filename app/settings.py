@@ -28,8 +28,32 @@ class Settings(BaseSettings):
         description="Calibration data imported into the database at start-up, like `nasscore data add`: "
         "<dataset>.npz, <dataset>_*.npz, cifar-10-batches-py/ or cifar-100-python/.",
     )
-    workers: int = Field(1, ge=1, le=256, description="CPU worker processes (ignored when GPUs are used).")
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N; auto = one worker per CUDA device.")
+    workers: int = Field(
+        1, ge=1, le=256, description="CPU worker processes (local) or actors (Ray); ignored when GPUs are used."
+    )
+    device: str = Field(
+        "auto", description="auto | cpu | cuda | cuda:N; auto = every CUDA device (--workers-per-gpu each), else CPU."
+    )
+    workers_per_gpu: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Worker processes (local) or actors (Ray) sharing one GPU: a small NB201 cell leaves a large "
+        "GPU mostly idle.",
+    )
+    executor: Literal["local", "ray"] = Field(
+        "local",
+        description="Where cells are scored: local worker processes, or actors of a Ray cluster "
+        "(pip install 'nasscore[ray]').",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="The Ray cluster to join with --executor ray (e.g. 10.0.0.5:6379, or auto); none starts a "
+        "local Ray instance on 127.0.0.1.",
+    )
+    ray_cpus_per_actor: float = Field(
+        1.0, gt=0, le=256, description="CPUs each Ray actor reserves (and torch threads it runs, at least 1)."
+    )
     host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
     port: int = Field(8000, ge=0, le=65535, description="Port the HTTP server binds.")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest accepted request body (413).")
@@ -44,7 +68,10 @@ class Settings(BaseSettings):
     )
     poll_seconds: float = Field(0.5, gt=0, le=60, description="Dispatcher idle poll interval.")
     lease_seconds: float = Field(
-        60.0, gt=0, description="A running item whose worker stopped renewing for this long is requeued."
+        60.0,
+        gt=0,
+        description="A running item whose server stopped renewing its lease for this long (killed, lost, cut off) "
+        "is requeued by any server on the database.",
     )
     max_attempts: int = Field(3, ge=1, le=20, description="Tries per item when its worker process dies.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="Server log level.")

@@ -458,7 +458,7 @@ def record_class_scores(session: Any, space: Any, config_id: int, members: list[
     class's canonical key."""
     from app.services.scores import record_scores
     from app.services.spaces import architectures_for_strings
-    from app.workers.base import ProxyOutcome
+    from scorers import ProxyResult
 
     rows = architectures_for_strings(session, space, members)
     record_scores(
@@ -466,10 +466,44 @@ def record_class_scores(session: Any, space: Any, config_id: int, members: list[
         member_ids=[row.id for row in rows],
         computed_from_id=rows[0].id,
         config_id=config_id,
-        outcomes={proxy: ProxyOutcome(value, 0.01) for proxy, value in scores.items()},
+        outcomes={proxy: ProxyResult(value, 0.01) for proxy, value in scores.items()},
         device="cpu",
     )
     return str(rows[0].canonical_key)
+
+
+def queue_job(
+    database: Any,
+    archs: list[str],
+    *,
+    kind: str = "batch",
+    resume: bool = True,
+    proxies: tuple[str, ...] = ("snip", "synflow"),
+) -> tuple[int, bool, list[int]]:
+    """A job over `archs` under a small synthetic configuration, created as the service creates one; returns
+    (job id, whether it was created rather than resumed, the architectures' ids in order)."""
+    from app.db.models import JobKind
+    from app.services import jobs
+    from app.services.calibration import CalibrationStore
+    from app.services.configs import ConfigOptions, get_or_create_config, resolve_config
+    from app.services.spaces import ensure_space, get_or_create_architectures
+
+    with database.read_session() as session:
+        options = ConfigOptions(data="synthetic", batch_size=4)
+        resolved = resolve_config(session, CalibrationStore(), "cifar10", options)
+    with database.session() as session:
+        space = ensure_space(session, "nb201")
+        architectures = get_or_create_architectures(session, space, archs)
+        job, created = jobs.create_job(
+            session,
+            kind=JobKind(kind),
+            space=space,
+            config=get_or_create_config(session, resolved),
+            proxies=proxies,
+            architectures=architectures,
+            resume=resume,
+        )
+        return job.id, created, [a.id for a in architectures]
 
 
 def store_classes(database: Any, seed: int, cells: list[list[str]], values: list[dict[str, float]]) -> StoredClasses:

@@ -315,7 +315,11 @@ class Readiness(BaseModel):
     data: dict[str, str] | None = Field(
         None, description="Per dataset: the real calibration images stored, or 'synthetic only'"
     )
-    workers: dict[str, Any] | str = Field(description="The worker pool's health, or 'not started'")
+    workers: dict[str, Any] | str = Field(
+        description="The executor's health, or 'not started'. `executor` says which: `local` (its worker "
+        "processes: devices, pids, restarts) or `ray` (the cluster's address and one entry per actor under "
+        "`actors`: state starting/ready/lost, node, pid, GPUs, restarts)"
+    )
     dispatcher: str = Field(description="'ok' or 'not running'")
     auth: Literal["on", "off"] = Field(description="Whether write requests need an API key (`--auth`)")
 

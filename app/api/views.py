@@ -24,7 +24,7 @@ from app.api.schemas import (
     SourceCountOut,
     VoteOut,
 )
-from app.db.models import Architecture, BatchJob, Score, ScoringConfig
+from app.db.models import Architecture, BatchJob, CalibrationKind, Score, ScoringConfig
 from app.services.batches import BatchState
 from app.services.calibration import DatasetData, add_command
 from app.services.leaderboard import Leaderboard
@@ -49,7 +49,7 @@ def configuration_out(config: ScoringConfig) -> ConfigurationOut:
         dataset=config.dataset,
         data_source=config.data_source,
         calibration_digest=config.calibration_digest,
-        legacy=config.legacy,
+        legacy=config.calibration_kind == CalibrationKind.LEGACY,
         batch_size=config.batch_size,
         sampling=config.sampling,
         seed=config.seed,

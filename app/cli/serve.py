@@ -27,13 +27,19 @@ def _serve(args: argparse.Namespace) -> int:
     from app.db import Database
     from app.db.migrations import require_current
     from app.workers.local import plan_devices
+    from app.workers.ray_executor import RayUnavailable, require_ray
 
     settings = settings_from_args(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     try:
-        plan_devices(settings.device, settings.workers)
+        if settings.executor == "local":  # a Ray cluster's GPUs are counted when the executor joins it
+            plan_devices(settings.device, settings.workers, settings.workers_per_gpu)
+        else:
+            require_ray()
     except ValueError as error:
         return fail(f"--device: {error}")
+    except RayUnavailable as error:
+        return fail(str(error))
     database = Database(settings.resolved_database_url)
     try:
         if not database.is_sqlite:

@@ -1,11 +1,12 @@
-"""Idempotent bulk writes that behave the same on SQLite and PostgreSQL: both speak
-`INSERT ... ON CONFLICT`, so a retried or concurrent write either lands once or is a no-op. Rows go
-through one cached statement executed for many parameter sets (SQLAlchemy batches them efficiently)."""
+"""Writes that behave the same on SQLite and PostgreSQL: idempotent bulk inserts (both speak
+`INSERT ... ON CONFLICT`, so a retried or concurrent write either lands once or is a no-op; rows go
+through one cached statement executed for many parameter sets), and conditional updates that report how
+many rows they changed."""
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table
+from sqlalchemy import ColumnElement, CursorResult, Executable, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -42,3 +43,9 @@ def upsert(
         index_elements=unique, set_={column: statement.excluded[column] for column in update}, where=where
     )
     session.execute(statement, list(rows))
+
+
+def rows_changed(session: Session, statement: Executable) -> int:
+    """Execute an UPDATE or DELETE and return how many rows it changed (0 where the driver cannot tell)."""
+    result = cast(CursorResult[Any], session.execute(statement))
+    return max(result.rowcount, 0)

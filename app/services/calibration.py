@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import CalibrationSet, DatasetDefault, ScoringConfig, utcnow
+from app.db.models import CalibrationKind, CalibrationSet, DatasetDefault, ScoringConfig, utcnow
 from app.db.upsert import insert_ignore, upsert
 from app.services.errors import DataUnavailable, InvalidInput, NotFound
 from app.workers.base import CalibrationInput
@@ -225,7 +225,7 @@ def revive_legacy(session: Session, store: CalibrationStore, images: ImageSet) -
     legacy = (
         session.execute(
             select(ScoringConfig).where(
-                ScoringConfig.legacy.is_(True),
+                ScoringConfig.calibration_kind == CalibrationKind.LEGACY,
                 ScoringConfig.dataset == images.dataset,
                 ScoringConfig.data_source.startswith(f"{images.origin}|"),
             )
@@ -248,7 +248,7 @@ def revive_legacy(session: Session, store: CalibrationStore, images: ImageSet) -
             update(ScoringConfig)
             .where(ScoringConfig.id == config.id)
             .values(
-                legacy=False,
+                calibration_kind=CalibrationKind.STORED,
                 calibration_digest=batch.digest,
                 pool_digest=images.digest,
                 data_source=data_source,
@@ -289,22 +289,24 @@ def read_operator_images(dataset: str, path: Path, field: str = "path") -> Image
 
 
 def worker_input(session: Session, store: CalibrationStore, config: ScoringConfig) -> CalibrationInput:
-    """What a worker anywhere needs to rebuild `config`'s batch: the stored images, or a synthetic recipe."""
+    """What a worker anywhere needs to rebuild `config`'s batch, by the kind of source the configuration was
+    resolved to: the images stored under its digest (the worker checks them against it), or the recipe of
+    its synthetic batch. Nothing is looked up anywhere but in the database."""
     recipe: dict[str, Any] = {
         "dataset": config.dataset,
         "batch_size": config.batch_size,
         "sampling": config.sampling,
         "seed": config.seed,
     }
-    if config.legacy:
-        raise DataUnavailable(
-            "dataset",
-            f"configuration {config.fingerprint[:12]} was made from a local file before calibration data was "
-            f"stored in the database ({config.data_source}); add that file with `nasscore data add "
-            f"{config.dataset} PATH` and resume",
-        )
-    if config.calibration_digest is None:
+    if config.calibration_kind == CalibrationKind.SYNTHETIC:
         return CalibrationInput(key=config.data_source, count=config.batch_size, **recipe)
-    batch = store.image_set(session, config.calibration_digest)
-    pixels, labels = batch.buffers()
-    return CalibrationInput(key=batch.digest, count=len(batch), images=pixels, labels=labels, **recipe)
+    if config.calibration_kind == CalibrationKind.STORED and config.calibration_digest is not None:
+        batch = store.image_set(session, config.calibration_digest)
+        pixels, labels = batch.buffers()
+        return CalibrationInput(key=config.calibration_digest, count=len(batch), images=pixels, labels=labels, **recipe)
+    raise DataUnavailable(
+        "dataset",
+        f"configuration {config.fingerprint[:12]} was made from a local file before calibration data was "
+        f"stored in the database ({config.data_source}); add that file with `nasscore data add "
+        f"{config.dataset} PATH` and resume",
+    )

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import MAX_DATABASE_INTEGER, ScoringConfig
+from app.db.models import MAX_DATABASE_INTEGER, CalibrationKind, ScoringConfig
 from app.db.upsert import insert_ignore
 from app.services.calibration import BATCH, CalibrationStore, require_default_pool, store_image_set
 from app.services.errors import InvalidInput
@@ -97,6 +97,10 @@ class ResolvedConfig:
     @property
     def calibration_digest(self) -> str | None:
         return self.calibration.digest if self.calibration is not None else None
+
+    @property
+    def calibration_kind(self) -> CalibrationKind:
+        return CalibrationKind.SYNTHETIC if self.calibration is None else CalibrationKind.STORED
 
     @property
     def fingerprint(self) -> str:
@@ -216,7 +220,7 @@ def get_or_create_config(session: Session, config: ResolvedConfig) -> ScoringCon
         "fingerprint": config.fingerprint,
         "calibration_digest": config.calibration_digest,
         "pool_digest": config.pool_digest,
-        "legacy": False,
+        "calibration_kind": config.calibration_kind,
     }
     insert_ignore(session, ScoringConfig.__table__, [row], unique=["fingerprint"])
     return session.execute(select(ScoringConfig).where(ScoringConfig.fingerprint == config.fingerprint)).scalar_one()

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Score, utcnow
 from app.db.upsert import insert_ignore
-from app.workers.base import ProxyOutcome
+from scorers import ProxyResult
 
 UNIQUE_SCORE = ("architecture_id", "config_id", "proxy")
 
@@ -29,27 +29,31 @@ def record_scores(
     member_ids: Sequence[int],
     computed_from_id: int,
     config_id: int,
-    outcomes: Mapping[str, ProxyOutcome],
+    outcomes: Mapping[str, ProxyResult],
     device: str,
     torch_version: str | None = None,
 ) -> None:
-    """Store each storable outcome for every member of the class (existing rows are left untouched)."""
+    """Store each proxy's result for every member of the class (existing rows are left untouched).
+
+    A value is deterministic, finite or not: a non-finite one is stored as null with the reason, so the cell
+    ranks last and is never computed again. A proxy that raised is not stored: the error may be transient
+    (out of memory, say), so the item fails and a retry computes it again."""
     now = utcnow()
     rows = [
         _row(
             member_id,
             config_id,
             proxy,
-            value=outcome.value if math.isfinite(outcome.value) else None,
-            seconds=outcome.seconds,
+            value=result.value if math.isfinite(result.value) else None,
+            seconds=result.seconds,
             device=device,
             torch_version=torch_version,
-            error=outcome.problem,
+            error=None if math.isfinite(result.value) else f"non-finite value ({result.value})",
             computed_from_id=computed_from_id,
             created_at=now,
         )
-        for proxy, outcome in outcomes.items()
-        if outcome.storable
+        for proxy, result in outcomes.items()
+        if result.error is None
         for member_id in member_ids
     ]
     insert_ignore(session, Score.__table__, rows, unique=UNIQUE_SCORE)

@@ -1,14 +1,14 @@
 """The executor interface the dispatcher talks to. A task is a plain picklable description of one cell
-to score; an executor runs it somewhere (local processes today, a distributed engine later) and answers
-through a `concurrent.futures.Future`."""
+to score; an executor runs it somewhere (local processes, or actors of a Ray cluster) and answers through a
+`concurrent.futures.Future`."""
 
-import math
 from abc import ABC, abstractmethod
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from scorers import ProxyResult
     from scorers.calibration import CalibrationBatch
 
 
@@ -53,30 +53,11 @@ class ScoringTask:
 
 
 @dataclass(frozen=True)
-class ProxyOutcome:
-    """One proxy's result; `error` set means its computation raised (possibly transient, e.g. OOM)."""
-
-    value: float
-    seconds: float
-    error: str | None = None
-
-    @property
-    def storable(self) -> bool:
-        """Deterministic outcomes (finite or not) are recorded; exceptions are not, so they can be retried."""
-        return self.error is None
-
-    @property
-    def problem(self) -> str | None:
-        if self.error is not None:
-            return self.error
-        return None if math.isfinite(self.value) else f"non-finite value ({self.value})"
-
-
-@dataclass(frozen=True)
 class TaskResult:
-    """What a worker computed, and with what (device and torch version are kept with every score)."""
+    """What a worker computed — each proxy's `ProxyResult` as the scorer returned it — and with what (device
+    and torch version are kept with every score)."""
 
-    outcomes: dict[str, ProxyOutcome]
+    outcomes: dict[str, "ProxyResult"]
     device: str
     seconds: float
     worker: str

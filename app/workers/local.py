@@ -1,8 +1,8 @@
-"""The local executor: one spawned process per CUDA device (pinned to it) or N CPU processes sharing the
-cores. A supervisor thread feeds tasks to idle workers and collects results; a worker that dies fails only
-the task it held (WorkerDied) and is replaced, so one bad cell never takes the pool down. Should the
-supervisor itself fail, the pool is broken: every task it holds or is given fails with WorkerDied and the
-pool reports itself dead, instead of silently keeping its work forever."""
+"""The local executor: N spawned processes per CUDA device (pinned to it; --workers-per-gpu, default 1) or N
+CPU processes sharing the cores. A supervisor thread feeds tasks to idle workers and collects results; a
+worker that dies fails only the task it held (WorkerDied) and is replaced, so one bad cell never takes the pool
+down. Should the supervisor itself fail, the pool is broken: every task it holds or is given fails with
+WorkerDied and the pool reports itself dead, instead of silently keeping its work forever."""
 
 import contextlib
 import logging
@@ -52,18 +52,34 @@ class _Slot:
         return self.connection
 
 
-def plan_devices(device: str, workers: int) -> list[str]:
-    """One entry per worker process: every visible GPU for auto/cuda, one given GPU, or N CPU workers."""
+def plan_devices(device: str, workers: int, workers_per_gpu: int = 1, visible_gpus: int | None = None) -> list[str]:
+    """One entry per worker process: `workers` CPU processes, or `workers_per_gpu` processes on each GPU used
+    (every visible one for auto/cuda, the named one for cuda:N), since one small cell leaves a large GPU mostly
+    idle. `visible_gpus` is how many CUDA devices this host shows (torch's count unless given), so the plan of
+    a GPU host can be checked anywhere."""
+    if visible_gpus is None:
+        visible_gpus = visible_cuda_devices()
+    name = device.strip().lower()
+    if name == "cpu" or (name == "auto" and visible_gpus == 0):
+        return ["cpu"] * workers
+    if name in ("auto", "cuda"):
+        if visible_gpus == 0:
+            raise ValueError(f"device {device!r} requested but CUDA is not available here; use auto or cpu")
+        indices: Sequence[int] = range(visible_gpus)
+    elif name.startswith("cuda:") and name.removeprefix("cuda:").isdigit():
+        index = int(name.removeprefix("cuda:"))
+        if index >= visible_gpus:
+            raise ValueError(f"device {device!r} does not exist: {visible_gpus} CUDA device(s) visible")
+        indices = [index]
+    else:
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    return [f"cuda:{index}" for index in indices for _ in range(workers_per_gpu)]
+
+
+def visible_cuda_devices() -> int:
     import torch
 
-    from scorers.device import resolve_device
-
-    resolved = resolve_device(device)
-    if resolved.type == "cpu":
-        return ["cpu"] * workers
-    if device.strip().lower() in ("auto", "cuda"):
-        return [f"cuda:{index}" for index in range(torch.cuda.device_count())]
-    return [str(resolved)]
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def threads_per_worker(devices: Sequence[str]) -> int:

@@ -9,7 +9,7 @@ from collections import OrderedDict
 from multiprocessing.connection import Connection
 from typing import Any
 
-from app.workers.base import ProxyOutcome, ScoringTask, TaskResult
+from app.workers.base import ScoringTask, TaskResult
 
 CALIBRATION_CACHE_SIZE = 4
 PARENT_CHECK_SECONDS = 1.0
@@ -56,9 +56,8 @@ class _WorkerState:
             model_params=task.model_params,
             init=task.init,
         )
-        outcomes = {name: ProxyOutcome(r.value, r.seconds, r.error) for name, r in results.items()}
         seconds = time.perf_counter() - started
-        return TaskResult(outcomes, str(self.device), seconds, self.name, self.torch_version)
+        return TaskResult(results, str(self.device), seconds, self.name, self.torch_version)
 
 
 def worker_main(connection: Connection, name: str, device: str, threads: int, parent_pid: int) -> None:

@@ -225,14 +225,14 @@ def test_legacy_configurations_are_kept_and_revived_by_adding_their_file(
     try:
         with database.read_session() as session:
             config = session.execute(select(ScoringConfig)).scalar_one()
-            assert config.legacy and config.calibration_digest is None
+            assert (config.calibration_kind, config.calibration_digest) == ("legacy", None)
             assert session.execute(select(Score.value)).scalar_one() == 1.5
         added = nasscore("data", "add", "cifar10", str(cifar10_npz), env=_env(tmp_path, database_url))
         assert added.returncode == 0, added.stderr
         with database.read_session() as session:
             revived = session.execute(select(ScoringConfig)).scalar_one()
             expected = read_image_set("cifar10", cifar10_npz).select(8, "random", 0)
-            assert not revived.legacy and revived.calibration_digest == expected.digest
+            assert (revived.calibration_kind, revived.calibration_digest) == ("stored", expected.digest)
             assert revived.data_source.startswith(f"sha256:{expected.digest[:12]}|cifar10|random|seed=0|n=8")
             assert session.execute(select(Score.value)).scalar_one() == 1.5
             stored = session.execute(select(CalibrationSet.digest).where(CalibrationSet.role == "batch")).scalars()

@@ -34,8 +34,7 @@ from app.services.observations import ObservationInput, record_observations
 from app.services.reports import ReportQuery, correlation_panels
 from app.services.scores import record_scores
 from app.services.spaces import architectures_for_strings, ensure_space
-from app.workers.base import ProxyOutcome
-from scorers import get_proxy
+from scorers import ProxyResult, get_proxy
 from scorers.presets import DEFAULT_PRESET, PRESETS
 from scorers.voting import VOTE_METHODS, vote, vote_percentile
 from search_spaces import nb201
@@ -121,7 +120,7 @@ def _store_hand_made(
         rows = architectures_for_strings(session, ensure_space(session, "nb201"), archs)
         for position, row in enumerate(rows):
             outcomes = {
-                proxy: ProxyOutcome(float(values[proxy][position]), float(seconds[proxy][position]))
+                proxy: ProxyResult(float(values[proxy][position]), float(seconds[proxy][position]))
                 for proxy in (*PROXIES, *extra)
                 if (row.arch, proxy) not in missing
             }
@@ -429,7 +428,7 @@ def _add_score(database: Database, fingerprint: str, arch: str, proxy: str, valu
             member_ids=[row.id],
             computed_from_id=row.id,
             config_id=config_id,
-            outcomes={proxy: ProxyOutcome(value, 0.01)},
+            outcomes={proxy: ProxyResult(value, 0.01)},
             device="cpu",
         )
 

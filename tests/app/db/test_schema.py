@@ -4,7 +4,7 @@ and the database itself must enforce the uniqueness the service relies on."""
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import JSON, Boolean, column, insert, inspect, select, table, text
 from sqlalchemy.exc import IntegrityError
 
 from app.db import Database
@@ -15,7 +15,7 @@ from app.db.migrations import (
     require_current,
     upgrade,
 )
-from app.db.models import Architecture, Base, Score, ScoringConfig, SearchSpace
+from app.db.models import Architecture, Base, Score, ScoringConfig, SearchSpace, UtcDateTime, utcnow
 
 
 def _schema_diff(database: Database) -> list:
@@ -102,5 +102,46 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url: str) -> None:
             assert session.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
         with pytest.raises(IntegrityError), database.session() as session:
             session.add(Architecture(space_id=12345, arch="orphan", canonical_key="orphan"))
+    finally:
+        database.dispose()
+
+
+# scoring_configs as revision 0003 left it: a `legacy` flag instead of `calibration_kind`.
+CONFIGS_0003 = table(
+    "scoring_configs",
+    *(column(name) for name in ("id", "fingerprint", "dataset", "data_source", "calibration_digest")),
+    *(column(name) for name in ("batch_size", "sampling", "seed", "init", "proxy_version")),
+    column("legacy", Boolean()),
+    column("model_params", JSON()),
+    column("created_at", UtcDateTime()),
+)
+
+
+def test_the_calibration_kind_is_backfilled_from_the_columns_it_replaces(database_url: str) -> None:
+    """Revision 0004 classifies every existing configuration (synthetic, stored, legacy), and going back
+    restores the `legacy` flag."""
+    upgrade(database_url, "0003")
+    database = Database(database_url)
+    common = {"dataset": "cifar10", "batch_size": 8, "sampling": "random", "seed": 0, "init": "default"}
+    common |= {"proxy_version": "1", "model_params": {}, "created_at": utcnow()}
+    made = {
+        "synthetic": {"data_source": "synthetic|cifar10", "calibration_digest": None, "legacy": False},
+        "stored": {"data_source": "sha256:aaaa|cifar10", "calibration_digest": "a" * 64, "legacy": False},
+        "legacy": {"data_source": "npz:old.npz:sha256-0|cifar10", "calibration_digest": None, "legacy": True},
+    }
+    try:
+        with database.session() as session:
+            for kind, values in made.items():
+                session.execute(insert(CONFIGS_0003).values(fingerprint=kind.ljust(64, "0"), **common, **values))
+        upgrade(database_url)
+        with database.read_session() as session:
+            kinds = session.execute(select(ScoringConfig.fingerprint, ScoringConfig.calibration_kind)).all()
+        assert {fingerprint.rstrip("0"): kind for fingerprint, kind in kinds} == {kind: kind for kind in made}
+        downgrade(database_url, "0003")
+        with database.read_session() as session:
+            flags = session.execute(select(CONFIGS_0003.c.fingerprint, CONFIGS_0003.c.legacy)).all()
+        assert {fingerprint.rstrip("0"): legacy for fingerprint, legacy in flags} == {
+            kind: values["legacy"] for kind, values in made.items()
+        }
     finally:
         database.dispose()

@@ -1,31 +1,20 @@
-"""The local worker pool and the dispatcher with real spawned processes and real NB201 models: results
-come back, a task that raises fails only itself, a killed worker fails only its task and is replaced,
-a failed supervisor breaks the pool visibly and hands its work back, and a bad item in a batch is recorded
-as failed while the rest of the batch completes."""
+"""The local worker pool with real spawned processes and real NB201 models: results come back (each proxy's
+`ProxyResult` as the scorer returned it), a task that raises fails only itself, a killed worker fails only
+its task and is replaced, and a failed supervisor breaks the pool visibly and fails its tasks."""
 
 import math
 import os
 import signal
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 
 import pytest
 import torch
 from conftest import TINY_CONFIG, wait_until
-from sqlalchemy import select
 
-from app.db import Database
-from app.db.migrations import upgrade
-from app.db.models import Architecture, BatchItem, JobKind, Score
-from app.services import jobs
-from app.services.calibration import CalibrationStore
-from app.services.configs import ConfigOptions, get_or_create_config, resolve_config
-from app.services.spaces import ensure_space, get_or_create_architectures
 from app.workers.base import CalibrationInput, ScoringTask, TaskError, WorkerDied
-from app.workers.dispatcher import Dispatcher
 from app.workers.local import LocalPool, plan_devices, threads_per_worker
-from search_spaces import nb201
+from scorers import ProxyResult
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 MODEL = {"num_classes": 10, "channels": TINY_CONFIG["channels"], "cells_per_stage": TINY_CONFIG["cells_per_stage"]}
@@ -74,6 +63,7 @@ def test_pool_scores_a_task_deterministically(pool: LocalPool) -> None:
     first = pool.submit(_task()).result(timeout=120)
     again = pool.submit(_task()).result(timeout=120)
     assert first.device == "cpu" and set(first.outcomes) == {"snip", "synflow"}
+    assert {type(outcome) for outcome in first.outcomes.values()} == {ProxyResult}
     assert all(math.isfinite(o.value) and o.error is None for o in first.outcomes.values())
     assert {p: o.value for p, o in first.outcomes.items()} == {p: o.value for p, o in again.outcomes.items()}
     other_seed = pool.submit(_task(seed=1)).result(timeout=120)
@@ -148,99 +138,6 @@ def test_shutdown_fails_unfinished_work() -> None:
             future.result(timeout=10)
     with pytest.raises(RuntimeError, match="shut down"):
         executor.submit(_task())
-
-
-def _batch_job(database: Database, store: CalibrationStore, archs: list[str], broken: bool = False) -> int:
-    """A batch of `archs` under the tiny configuration (plus, when `broken`, a cell no worker can build in
-    the middle); returns its id."""
-    with database.read_session() as session:
-        resolved = resolve_config(session, store, "cifar10", ConfigOptions(**TINY_CONFIG))
-    with database.session() as session:
-        space = ensure_space(session, "nb201")
-        architectures = get_or_create_architectures(session, space, archs)
-        if broken:
-            bad = Architecture(space_id=space.id, arch="|broken~0|", canonical_key="broken")
-            session.add(bad)
-            session.flush()
-            architectures.insert(len(architectures) // 2, bad)
-        config = get_or_create_config(session, resolved)
-        job, _ = jobs.create_job(
-            session,
-            kind=JobKind.BATCH,
-            space=space,
-            config=config,
-            proxies=("snip", "grasp", "synflow"),
-            architectures=architectures,
-        )
-        return job.id
-
-
-def _item_states(database: Database, job_id: int) -> list[tuple[str, str | None, object, str | None]]:
-    """(status, claimed_by, lease_until, error) of each of the batch's items."""
-    with database.read_session() as session:
-        query = select(BatchItem.status, BatchItem.claimed_by, BatchItem.lease_until, BatchItem.error)
-        return [tuple(row) for row in session.execute(query.where(BatchItem.batch_id == job_id))]
-
-
-def test_dispatcher_hands_back_the_work_of_a_broken_pool(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    upgrade(sqlite_url)
-    database = Database(sqlite_url)
-    store = CalibrationStore()
-    job_id = _batch_job(database, store, [ARCH])
-    executor = LocalPool(["cpu"], threads=1)
-    monkeypatch.setattr(executor, "_assign_tasks", lambda: None)  # holds the task queued, never started
-    dispatcher = Dispatcher(database, executor, store, poll_seconds=0.05)
-    dispatcher.start()
-    try:
-        wait_until(lambda: _item_states(database, job_id)[0][0] == "running", 60, "the dispatcher to claim the item")
-        _fail_supervisor(executor, monkeypatch)
-        executor.submit(_task())  # wakes the supervisor, which then fails
-
-        def handed_back() -> bool:
-            status, owner, lease, _ = _item_states(database, job_id)[0]
-            return status == "pending" and owner is None and lease is None
-
-        wait_until(handed_back, 60, "the item to go back to pending")
-        assert "supervisor failed" in _item_states(database, job_id)[0][3]
-        wait_until(lambda: not executor.alive(), 10, "the pool to report itself dead")
-        dispatcher.wake()
-        time.sleep(0.5)  # ten polls: a dispatcher with a broken executor claims nothing
-        assert _item_states(database, job_id)[0][:3] == ("pending", None, None)
-    finally:
-        dispatcher.stop()
-        executor.shutdown()
-        database.dispose()
-
-
-def test_dispatcher_records_a_bad_item_and_finishes_the_batch(pool: LocalPool, sqlite_url: str) -> None:
-    upgrade(sqlite_url)
-    database = Database(sqlite_url)
-    store = CalibrationStore()
-    job_id = _batch_job(database, store, nb201.all_archs()[3000:3004], broken=True)
-    dispatcher = Dispatcher(database, pool, store, poll_seconds=0.05)
-    dispatcher.start()
-    try:
-
-        def finished() -> bool:
-            with database.read_session() as session:
-                return jobs.get_job(session, job_id).status == "done"
-
-        wait_until(finished, 300, "the batch")
-    finally:
-        dispatcher.stop()
-    with database.read_session() as session:
-        progress = jobs.job_progress(session, jobs.get_job(session, job_id))
-        assert (progress.done, progress.failed, progress.total) == (4, 1, 5)
-        [error] = session.execute(select(BatchItem.error).where(BatchItem.status == "failed")).scalars()
-        assert "broken" in error
-        scored = select(Architecture.arch, Score.proxy).join(Score, Score.architecture_id == Architecture.id)
-        proxies_by_arch: dict[str, list[str]] = {}
-        for arch, proxy in session.execute(scored):
-            proxies_by_arch.setdefault(arch, []).append(proxy)
-        assert {arch: sorted(proxies) for arch, proxies in proxies_by_arch.items()} == {
-            arch: ["grasp", "snip", "synflow"] for arch in nb201.all_archs()[3000:3004]
-        }
-    database.dispose()
 
 
 def test_cpu_workers_split_the_cores() -> None:

@@ -1,6 +1,7 @@
 """Durability: the server runs as a real subprocess (`nasscore serve`), is killed with SIGKILL in the
-middle of a batch, and is started again. The batch must complete with exactly one score per
-(architecture, configuration, proxy), and nothing finished before the kill may be computed again."""
+middle of a batch, and is started again. The restarted server takes back the items the killed one held once
+their leases expire (nothing else tells it they were abandoned). The batch must complete with exactly one
+score per (architecture, configuration, proxy), and nothing finished before the kill may be computed again."""
 
 import os
 import signal
@@ -27,6 +28,8 @@ from app.db.models import BatchItem, Score
 from scorers import DEFAULT_PROXIES
 
 BATCH_SIZE = 30
+# Short leases, so that the items the killed server held are requeued within seconds, not a minute.
+LEASE_SECONDS = 10
 
 
 def _children(pid: int) -> set[int]:
@@ -50,6 +53,7 @@ def server_env(database_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
         "NASSCORE_PORT": str(free_port()),
         "NASSCORE_WORKERS": "1",
         "NASSCORE_POLL_SECONDS": "0.1",
+        "NASSCORE_LEASE_SECONDS": str(LEASE_SECONDS),
         "NASSCORE_LOG_LEVEL": "warning",
     }
     subprocess.run([NASSCORE, "db", "upgrade"], env=env, check=True, capture_output=True)

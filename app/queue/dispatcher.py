@@ -1,7 +1,9 @@
 """The dispatcher: a background thread (never the API's event loop) that claims pending items from the
-database, hands them to an executor and records what comes back. Isomorphic cells are computed once:
-a claimed item whose class is already being computed waits for that result instead of starting its own,
-and every member of the class receives the score."""
+queue, hands them to an executor (app/workers: local processes or a Ray cluster) and records what comes
+back. Isomorphic cells are computed once: a claimed item whose class is already being computed waits for
+that result instead of starting its own, and every member of the class receives the score. Any number of
+dispatchers, in one process or several on different hosts, may serve one database: each heartbeats the
+leases of what it holds, and finds what others abandoned by their expired leases."""
 
 import logging
 import threading
@@ -13,12 +15,15 @@ from sqlalchemy.orm import Session
 
 from app.db import Database
 from app.db.models import Architecture
+from app.queue import items as queue
+from app.queue.items import ClaimedItem
 from app.services import jobs
 from app.services.calibration import CalibrationStore, worker_input
 from app.services.errors import ServiceError
 from app.services.scores import record_scores, share_class_scores, stored_scores
 from app.services.spaces import class_members
-from app.workers.base import Executor, ProxyOutcome, ScoringTask, TaskError, TaskResult, WorkerDied
+from app.workers.base import Executor, ScoringTask, TaskError, TaskResult, WorkerDied
+from scorers import ProxyResult
 
 log = logging.getLogger("nasscore.dispatcher")
 
@@ -31,7 +36,7 @@ ClassKey = tuple[int, int, str]  # (config id, space id, canonical key)
 class _InFlight:
     key: ClassKey
     representative_id: int
-    items: list[jobs.ClaimedItem] = field(default_factory=list)
+    items: list[ClaimedItem] = field(default_factory=list)
 
 
 class Dispatcher:
@@ -51,7 +56,7 @@ class Dispatcher:
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
-        self.owner = jobs.new_owner_id()
+        self.owner = queue.new_owner_id()
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -77,7 +82,7 @@ class Dispatcher:
         self._wakeup.set()
         if self._thread is not None:
             self._thread.join()
-        self.database.transact(lambda session: jobs.release_owned(session, self.owner))
+        self.database.transact(lambda session: queue.release_owned(session, self.owner))
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -92,15 +97,15 @@ class Dispatcher:
     def _maintain(self) -> None:
         now = time.monotonic()
         if now - self._last_requeue >= self.lease_seconds / 2:
-            requeued = self.database.transact(jobs.requeue_abandoned)
+            requeued = self.database.transact(queue.requeue_expired)
             if requeued:
-                log.info("requeued %d abandoned item(s)", requeued)
+                log.info("requeued %d item(s) whose lease expired", requeued)
             self._last_requeue = now
         if not self.executor.running():
             self._release_in_flight()
         elif self._futures and now - self._last_lease_renewal >= self.lease_seconds / 3:
             held = [item.item_id for flight in self._futures.values() for item in flight.items]
-            self.database.transact(lambda session: jobs.renew_leases(session, self.owner, held, self.lease_seconds))
+            self.database.transact(lambda session: queue.renew_leases(session, self.owner, held, self.lease_seconds))
             self._last_lease_renewal = now
 
     def _release_in_flight(self) -> None:
@@ -130,10 +135,10 @@ class Dispatcher:
             for item in claimed:
                 self._start(item)
 
-    def _claim(self, limit: int) -> list[jobs.ClaimedItem]:
-        return self.database.transact(lambda session: jobs.claim_items(session, self.owner, limit, self.lease_seconds))
+    def _claim(self, limit: int) -> list[ClaimedItem]:
+        return self.database.transact(lambda session: queue.claim_items(session, self.owner, limit, self.lease_seconds))
 
-    def _start(self, item: jobs.ClaimedItem) -> None:
+    def _start(self, item: ClaimedItem) -> None:
         key: ClassKey = (item.config.id, item.space_id, item.canonical_key)
         if key in self._by_key:
             self._by_key[key].items.append(item)
@@ -161,7 +166,7 @@ class Dispatcher:
         self._futures[self.executor.submit(task)] = flight
         self._by_key[key] = flight
 
-    def _plan(self, session: Session, item: jobs.ClaimedItem) -> tuple[Architecture, tuple[str, ...]] | None:
+    def _plan(self, session: Session, item: ClaimedItem) -> tuple[Architecture, tuple[str, ...]] | None:
         """(representative to compute, proxies still missing), or None when the item could be finished from
         scores the store already holds for it or for an isomorphic twin."""
         members = class_members(session, item.space_id, item.canonical_key)
@@ -173,7 +178,7 @@ class Dispatcher:
             return None
         return members[0], missing
 
-    def _settle(self, session: Session, item: jobs.ClaimedItem, outcomes: dict[str, ProxyOutcome]) -> None:
+    def _settle(self, session: Session, item: ClaimedItem, outcomes: dict[str, ProxyResult]) -> None:
         """Finish an item from what is stored plus this round's unstorable errors; an item that needs a
         proxy nobody computed this round (it waited on a twin asked for fewer proxies) goes back to pending.
 
@@ -181,14 +186,14 @@ class Dispatcher:
         its input has log-determinant -inf: it ranks last), so the item is done and its note kept."""
         stored = stored_scores(session, item.architecture_id, item.config.id, item.proxies)
         if any(proxy not in stored and proxy not in outcomes for proxy in item.proxies):
-            jobs.return_item(session, item, self.owner)
+            queue.return_item(session, item, self.owner)
             return
         raised = {p: outcomes[p].error for p in item.proxies if p not in stored and outcomes[p].error}
         notes = raised or {p: stored[p].error for p in item.proxies if stored[p].error}
         error = "; ".join(f"{proxy}: {problem}" for proxy, problem in notes.items()) or None
         if raised:
             log.warning("batch %d: %s failed: %s", item.batch_id, item.arch, error)
-        jobs.finish_item(session, item, self.owner, failed=bool(raised), error=error)
+        queue.finish_item(session, item, self.owner, failed=bool(raised), error=error)
 
     def _wait(self) -> set[Future[TaskResult]]:
         if not self._futures:
@@ -228,21 +233,21 @@ class Dispatcher:
             self._settle(session, item, result.outcomes)
         jobs.complete_cached_items_everywhere(session, config_id, member_ids)
 
-    def _fail(self, items: list[jobs.ClaimedItem], error: str) -> None:
+    def _fail(self, items: list[ClaimedItem], error: str) -> None:
         for item in items:
             log.warning("batch %d: %s failed: %s", item.batch_id, item.arch, error)
 
         def fail_all(session: Session) -> None:
             for item in items:
-                jobs.finish_item(session, item, self.owner, failed=True, error=error)
+                queue.finish_item(session, item, self.owner, failed=True, error=error)
 
         self.database.transact(fail_all)
 
-    def _release(self, items: list[jobs.ClaimedItem], error: str) -> None:
+    def _release(self, items: list[ClaimedItem], error: str) -> None:
         log.warning("%s", error)
 
         def release_all(session: Session) -> None:
             for item in items:
-                jobs.release_item(session, item, self.owner, error, self.max_attempts)
+                queue.release_item(session, item, self.owner, error, self.max_attempts)
 
         self.database.transact(release_all)
