@@ -11,7 +11,7 @@ from app.db.migrations import require_current, upgrade
 from app.queue.dispatcher import Dispatcher
 from app.services import calibration
 from app.services.configs import ConfigOptions, ResolvedConfig, resolve_config
-from app.services.spaces import seed_space
+from app.services.spaces import seed_space, seeded_at_start
 from app.settings import Settings
 from app.workers.base import Executor
 from scorers.calibration import ImageSet
@@ -31,6 +31,7 @@ def make_executor(settings: Settings) -> Executor:
             workers=settings.workers,
             workers_per_gpu=settings.workers_per_gpu,
             cpus_per_actor=settings.ray_cpus_per_actor,
+            gpu_share=settings.ray_gpus,
             home=settings.home,
         )
     from app.workers.local import LocalPool, plan_devices
@@ -57,7 +58,8 @@ class Runtime:
 
     def prepare(self) -> None:
         """Bring the schema up to date (the embedded SQLite database only; PostgreSQL is upgraded explicitly
-        with `nasscore db upgrade`), seed the search spaces and the calibration data."""
+        with `nasscore db upgrade`), store the spaces that are stored whole (app.services.spaces says which
+        and why) and seed the calibration data."""
         from search_spaces import SPACES
 
         if self.database.is_sqlite:
@@ -65,8 +67,9 @@ class Runtime:
         require_current(self.database.engine)
         log.info("database: %s", display_url(self.database.url))
         with self.database.session() as session:
-            for name in SPACES:
-                seed_space(session, name)
+            for space in SPACES.values():
+                if seeded_at_start(space):
+                    seed_space(session, space.name)
             self._seed_data(session)
         self._log_data()
 
@@ -108,10 +111,13 @@ class Runtime:
                         calibration.add_command(data.dataset),
                     )
 
-    def resolve(self, dataset: str, options: ConfigOptions, images: ImageSet | None = None) -> ResolvedConfig:
-        """Bind request options to a calibration batch (reads only; store it with `get_or_create_config`)."""
+    def resolve(
+        self, dataset: str, options: ConfigOptions, images: ImageSet | None = None, *, space: str
+    ) -> ResolvedConfig:
+        """Bind request options for `space`'s networks to a calibration batch (reads only; store it with
+        `get_or_create_config`)."""
         with self.database.read_session() as session:
-            return resolve_config(session, self.store, dataset, options, images)
+            return resolve_config(session, self.store, dataset, options, images, space=space)
 
     def stop(self) -> None:
         if self.dispatcher is not None:

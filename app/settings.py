@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     ray_cpus_per_actor: float = Field(
         1.0, gt=0, le=256, description="CPUs each Ray actor reserves (and torch threads it runs, at least 1)."
     )
+    ray_gpus: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="GPUs of the Ray cluster this replica's actors use (default: all). With N API replicas on one "
+        "cluster, give each its share, so the first does not take every GPU.",
+    )
     host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
     port: int = Field(8000, ge=0, le=65535, description="Port the HTTP server binds.")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest accepted request body (413).")

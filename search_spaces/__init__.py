@@ -1,9 +1,24 @@
-"""Search spaces the service can score, looked up by name in `SPACES`."""
+"""Search spaces the service can score, each a `SearchSpace` registered by name in `SPACES`.
 
-from types import ModuleType
+Adding a space: one package here whose class carries `@register_space`, and one import line below.
+"""
 
-from search_spaces import nb201
+from search_spaces import darts, nats_sss, nb101, nb201
+from search_spaces.base import SPACES, HyperParameter, ModelOptionError, NetworkSize, SearchSpace, get_space
 
-SPACES: dict[str, ModuleType] = {"nb201": nb201}
+DEFAULT_SPACE = nb201.NB201Space.name
+"""The space a request means when it names none."""
 
-__all__ = ["SPACES", "nb201"]
+__all__ = [
+    "DEFAULT_SPACE",
+    "SPACES",
+    "HyperParameter",
+    "ModelOptionError",
+    "NetworkSize",
+    "SearchSpace",
+    "darts",
+    "get_space",
+    "nats_sss",
+    "nb101",
+    "nb201",
+]

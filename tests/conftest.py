@@ -142,14 +142,14 @@ def job_counts(database_url: str) -> dict[str, int]:
     from sqlalchemy import func, inspect, select
 
     from app.db import Database
-    from app.db.models import BatchItem
+    from app.db.models import JobItem
 
     database = Database(database_url)
     try:
-        if not inspect(database.engine).has_table(BatchItem.__tablename__):
+        if not inspect(database.engine).has_table(JobItem.__tablename__):
             return {}
         with database.read_session() as session:
-            return dict(session.execute(select(BatchItem.status, func.count()).group_by(BatchItem.status)).all())
+            return dict(session.execute(select(JobItem.status, func.count()).group_by(JobItem.status)).all())
     finally:
         database.dispose()
 
@@ -272,6 +272,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return backend_url(request, tmp_path)
 
 
+def server_process_env(database_url: str, home: Path, lease_seconds: float) -> dict[str, str]:
+    """The environment of a real `nasscore serve` subprocess: one worker, a fast poll, a short lease (so a
+    killed server's items come back within the test) and its own free port and home."""
+    return os.environ | {
+        "NASSCORE_HOME": str(home),
+        "NASSCORE_DATABASE_URL": database_url,
+        "NASSCORE_PORT": str(free_port()),
+        "NASSCORE_WORKERS": "1",
+        "NASSCORE_POLL_SECONDS": "0.1",
+        "NASSCORE_LEASE_SECONDS": str(lease_seconds),
+        "NASSCORE_LOG_LEVEL": "warning",
+    }
+
+
 class ServerProcess:
     """`nasscore serve` as a real subprocess with its output in `log`, leading a process group of its own so
     that one signal can reach it and every worker process it spawned."""
@@ -383,7 +397,7 @@ class LiveServer:
     def __init__(self, settings: Any) -> None:
         import uvicorn
 
-        from app.api import create_app
+        from app.api.app import create_app
 
         self.settings = settings
         self.port = free_port()

@@ -1,5 +1,4 @@
-"""The HTTP API (`/v1`, OpenAPI at `/docs`)."""
+"""The HTTP API (`/v1`, OpenAPI at `/docs`); `create_app` in app.api.app builds it.
 
-from app.api.app import create_app
-
-__all__ = ["create_app"]
+Nothing is imported here, so importing a light module of this package (the response schemas, which the
+Python client shares) does not load the whole app, torch included."""

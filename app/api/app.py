@@ -16,6 +16,7 @@ from app.api.limits import BodySizeLimit, JsonContentType, JsonDepthLimit
 from app.api.routes import include_all
 from app.runtime import Runtime
 from app.settings import Settings
+from app.web.dashboard import install_dashboard
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     include_all(app)
+    install_dashboard(app)  # the web pages at / (the JSON API stays under /v1)
     # The last added runs first: CORS (answering preflights), then the body guards outside-in.
     app.add_middleware(JsonDepthLimit)
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)

@@ -8,6 +8,7 @@ from the wire format."""
 from typing import Any
 
 from app.api.schemas import ErrorResponse
+from search_spaces import DEFAULT_SPACE, SPACES
 
 CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 CELL_OPS = ["nor_conv_3x3", "nor_conv_3x3", "nor_conv_1x1", "skip_connect", "nor_conv_3x3", "skip_connect"]
@@ -63,6 +64,14 @@ SCORE_REQUESTS = {
     "ops": {
         "summary": "The six op names in edge order, ranked by the azn preset",
         "value": {"arch": CELL_OPS, "dataset": "cifar10", "vote": {"preset": "azn"}},
+    },
+    **{
+        name: {
+            "summary": f"An architecture of the {space.title}",
+            "value": {"space": name, "arch": space.example, "dataset": space.datasets[0]},
+        }
+        for name, space in SPACES.items()
+        if name != DEFAULT_SPACE
     },
 }
 BATCH_REQUESTS = {

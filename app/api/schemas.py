@@ -26,23 +26,31 @@ from app.services.observations import (
     MAX_SOURCE_LENGTH,
 )
 from app.services.population import LISTED_SOURCES
+from search_spaces import DEFAULT_SPACE, SPACES
 
 
-def _one_arch_error(value: Any, handler: ValidatorFunctionWrapHandler) -> str | list[str]:
+def _one_arch_error(value: Any, handler: ValidatorFunctionWrapHandler) -> str | list[str] | dict[str, Any]:
     """Report a wrongly typed architecture once, not once per accepted spelling."""
     try:
         return handler(value)
     except ValidationError:
         raise PydanticCustomError(
-            "arch_type", "must be a cell string like '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|' or a list of op names"
+            "arch_type",
+            "must be the space's text (e.g. an NB201 cell string like '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|'), a "
+            "list of op names or a JSON object",
         ) from None
 
 
 ArchSpec = Annotated[
-    str | list[str],
+    str | list[str] | dict[str, Any],
     WrapValidator(_one_arch_error),
-    Field(description="Benchmark string '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|' or the 6 op names in edge order"),
+    Field(
+        description="An architecture of the request's space, as its text (what `nasscore spaces SPACE` prints; "
+        "NB201: the benchmark string '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|' or its 6 op names in edge order) "
+        "or as a JSON object where the space reads one"
+    ),
 ]
+SPACE_DESCRIPTION = "Search space: " + "; ".join(f"`{name}`, {space.title}" for name, space in SPACES.items())
 T = TypeVar("T")
 
 
@@ -67,7 +75,7 @@ class VoteIn(Strict):
 
 
 class ScoreRequest(Strict):
-    space: str = Field("nb201", max_length=64, description="Search space (today: nb201, NAS-Bench-201)")
+    space: str = Field(DEFAULT_SPACE, max_length=64, description=SPACE_DESCRIPTION)
     arch: ArchSpec
     dataset: str = Field(
         "cifar10", max_length=64, description="cifar10, cifar100 or imagenet16-120: the calibration data and classes"
@@ -78,7 +86,10 @@ class ScoreRequest(Strict):
         description="Proxies to compute. Default: snip, grasp, synflow and the default vote "
         "preset's proxies (every preset's voters)",
     )
-    config: ConfigIn = Field(default_factory=ConfigIn, description="What changes a score (default: NB201's network)")
+    config: ConfigIn = Field(
+        default_factory=ConfigIn,
+        description="What changes a score (default: the space's network as its benchmark trains it)",
+    )
     vote: VoteIn = Field(default_factory=VoteIn, description="The vote that ranks the architecture")
 
 
@@ -94,14 +105,17 @@ class SampleSpec(Strict):
 class BatchRequest(Strict):
     """Exactly one of `archs`, `sample` or `all` selects the architectures."""
 
-    space: str = Field("nb201", max_length=64, description="Search space (today: nb201, NAS-Bench-201)")
+    space: str = Field(DEFAULT_SPACE, max_length=64, description=SPACE_DESCRIPTION)
     dataset: str = Field(
         "cifar10", max_length=64, description="cifar10, cifar100 or imagenet16-120: the calibration data and classes"
     )
     proxies: list[str] | None = Field(
         None, max_length=64, description="Proxies to compute (default: as for POST /v1/scores)"
     )
-    config: ConfigIn = Field(default_factory=ConfigIn, description="What changes a score (default: NB201's network)")
+    config: ConfigIn = Field(
+        default_factory=ConfigIn,
+        description="What changes a score (default: the space's network as its benchmark trains it)",
+    )
     archs: list[ArchSpec] | None = Field(None, description="These architectures")
     sample: SampleSpec | None = Field(None, description="Distinct architectures drawn at random from the space")
     all: bool = Field(False, description="Every architecture of the space")
@@ -119,7 +133,7 @@ class BatchRequest(Strict):
 
 
 class ObservationIn(Strict):
-    space: str = Field("nb201", max_length=64, description="Search space (today: nb201, NAS-Bench-201)")
+    space: str = Field(DEFAULT_SPACE, max_length=64, description=SPACE_DESCRIPTION)
     arch: ArchSpec
     dataset: str = Field(max_length=64, description="The dataset the accuracy was measured on")
     accuracy: float = Field(ge=0, le=100, allow_inf_nan=False, description="Observed accuracy in percent")

@@ -24,7 +24,7 @@ from app.api.schemas import (
     SourceCountOut,
     VoteOut,
 )
-from app.db.models import Architecture, BatchJob, CalibrationKind, Score, ScoringConfig
+from app.db.models import Architecture, CalibrationKind, Job, Score, ScoringConfig
 from app.services.batches import BatchState
 from app.services.calibration import DatasetData, add_command
 from app.services.leaderboard import Leaderboard
@@ -73,7 +73,7 @@ def batch_url(job_id: int) -> str:
     return f"/v1/batches/{job_id}"
 
 
-def job_ref(job: BatchJob) -> JobRef:
+def job_ref(job: Job) -> JobRef:
     return JobRef(id=job.id, status=job.status, url=batch_url(job.id))
 
 

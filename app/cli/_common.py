@@ -4,26 +4,25 @@ error prefix, explicit stop signals, aligned tables, and one HTTP client for `--
 
 import argparse
 import functools
-import os
 import signal
 import sys
 import typing
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-from app.settings import Settings, is_loopback
+from app.settings import Settings
 
 if TYPE_CHECKING:  # imported where used at run time, to keep `nasscore --help` light
-    import httpx
+    from app.client import Client
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command stopped by Ctrl-C
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 DEFAULT_LABELS = {"database_url": "a SQLite file (WAL mode) under HOME", "data_dir": "HOME/data"}
 
-API_KEY_VARIABLE = "NASSCORE_API_KEY"
+API_KEY_VARIABLE = "NASSCORE_API_KEY"  # read by app.client when no key is given
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -102,18 +101,18 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
-def server_client(server: str, timeout: float) -> "httpx.Client":
-    """The client of every `--server URL` mode: sends `Authorization: Bearer $NASSCORE_API_KEY` when that
-    variable is set, and warns before sending it unencrypted to another machine."""
-    import httpx
+def server_client(server: str, timeout: float) -> "Client":
+    """The client of every `--server URL` mode (app.client, so the CLI and Python users share one HTTP code
+    path): it sends $NASSCORE_API_KEY when set, and its warning about sending that key unencrypted to
+    another machine is printed with the CLI's prefix."""
+    from app.client import Client, PlainHttpKeyWarning
 
-    token = os.environ.get(API_KEY_VARIABLE, "").strip()
-    if not token:
-        return httpx.Client(base_url=server, timeout=timeout)
-    address = urlsplit(server)
-    if address.scheme == "http" and not is_loopback(address.hostname or ""):
-        print(f"nasscore: warning: sending {API_KEY_VARIABLE} to {server} over plain HTTP", file=sys.stderr)
-    return httpx.Client(base_url=server, timeout=timeout, headers={"Authorization": f"Bearer {token}"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PlainHttpKeyWarning)
+        client = Client(server, timeout=timeout)
+    for warning in caught:
+        print(f"nasscore: warning: {warning.message}", file=sys.stderr)
+    return client
 
 
 def fail(message: str, code: int = 1) -> int:

@@ -4,10 +4,9 @@ with `--server URL` it submits to a running service and watches. Either way the 
 database, so Ctrl-C loses nothing and re-running the same command resumes the same unfinished batch."""
 
 import argparse
-import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli._common import (
     EXIT_INTERRUPTED,
@@ -19,9 +18,12 @@ from app.cli._common import (
     stops_cleanly,
 )
 
+if TYPE_CHECKING:
+    from app.client.batches import BatchCounts
+
 LOCAL_SETTINGS = ("home", "database_url", "data_dir", "workers", "device", "lease_seconds")
-POLL_SECONDS = 0.5
-FINAL_STATUSES = ("done", "cancelled")
+CONFIG_FLAGS = ("batch_size", "sampling", "data")
+DEDICATED_OPTIONS = ("channels", "cells_per_stage")  # network options with flags of their own (NB201's)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,8 +62,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="random: a seeded batch; grasp: k images per class",
     )
     parser.add_argument("--config-seed", type=int, default=0, help="seed of the calibration batch and model init")
-    parser.add_argument("--channels", type=int, default=16, help="model width C (default: 16)")
-    parser.add_argument("--cells-per-stage", type=int, default=5, help="cells per stage N (default: 5)")
+    parser.add_argument("--channels", type=int, help="network option `channels` (NB201: model width C; default: 16)")
+    parser.add_argument(
+        "--cells-per-stage", type=int, help="network option `cells_per_stage` (NB201: cells per stage N; default: 5)"
+    )
+    parser.add_argument(
+        "--model-option",
+        action="append",
+        metavar="NAME=VALUE",
+        help="any other network option of the space (repeatable); default: the space's",
+    )
     parser.add_argument("--server", metavar="URL", help="submit to a running service instead (default: score locally)")
     parser.add_argument(
         "--no-resume", action="store_true", help="start a new batch even if an identical one is unfinished"
@@ -77,13 +87,14 @@ def _batch(args: argparse.Namespace) -> int:
     from app.services.errors import ServiceError
 
     try:
-        config = ConfigIn(
-            batch_size=args.batch_size,
-            sampling=args.sampling,
-            seed=args.config_seed,
-            data="synthetic" if args.data == "synthetic" else "real",
-            channels=args.channels,
-            cells_per_stage=args.cells_per_stage,
+        config = ConfigIn.model_validate(
+            {
+                "batch_size": args.batch_size,
+                "sampling": args.sampling,
+                "seed": args.config_seed,
+                "data": "synthetic" if args.data == "synthetic" else "real",
+                **_model_options(args),
+            }
         )
         archs = _read_file(args.file, args.space) if args.file else None
         if args.server:
@@ -92,26 +103,46 @@ def _batch(args: argparse.Namespace) -> int:
     except ValidationError as error:
         return fail("; ".join(f"{_flag(e['loc'][0])}: {e['msg']}" for e in error.errors()))
     except ServiceError as error:
+        if error.field.startswith("config."):
+            return fail(f"{_flag(error.field.removeprefix('config.'))}: {error.message}")
         return fail(str(error))
+
+
+def _model_options(args: argparse.Namespace) -> dict[str, int]:
+    """The network options given: --channels, --cells-per-stage and each --model-option NAME=VALUE."""
+    from app.services.errors import InvalidInput
+
+    options = {name: getattr(args, name) for name in DEDICATED_OPTIONS if getattr(args, name) is not None}
+    for given in args.model_option or ():
+        name, _, value = given.partition("=")
+        try:
+            options[name.strip()] = int(value)
+        except ValueError:
+            raise InvalidInput("--model-option", f"expected NAME=INTEGER, got {given!r}") from None
+    return options
 
 
 def _flag(config_field: object) -> str:
     """The command-line flag that sets a configuration field."""
-    return "--config-seed" if config_field == "seed" else f"--{str(config_field).replace('_', '-')}"
+    if config_field == "seed":
+        return "--config-seed"
+    if config_field in CONFIG_FLAGS or config_field in DEDICATED_OPTIONS:
+        return f"--{str(config_field).replace('_', '-')}"
+    return f"--model-option {config_field}"
 
 
 def _read_file(path: Path, space: str) -> list[str]:
     """Normalised architectures, one per non-blank, non-comment line; errors name `file:line`."""
     from app.services.errors import InvalidInput
-    from app.services.spaces import normalise, space_module
+    from app.services.spaces import lookup_space, normalise
 
     try:
         lines = path.read_text().splitlines()
     except OSError as error:
         raise InvalidInput("--file", f"cannot read {path}: {error.strerror}") from None
-    module = space_module(space)
+    searched = lookup_space(space)
     archs = [
-        normalise(module, line.strip(), f"{path.name}:{number}")
+        normalise(searched, line.strip(), f"{path.name}:{number}")
         for number, line in enumerate(lines, start=1)
         if line.strip() and not line.strip().startswith("#")
     ]
@@ -121,6 +152,7 @@ def _read_file(path: Path, space: str) -> list[str]:
 
 
 def _local(args: argparse.Namespace, config: Any, archs: list[str] | None) -> int:
+    from app.client.batches import follow
     from app.runtime import Runtime
 
     settings = settings_from_args(args)
@@ -130,7 +162,7 @@ def _local(args: argparse.Namespace, config: Any, archs: list[str] | None) -> in
     print(f"batch {job_id} ({'resumed' if resumed else 'new'}) on the local database; Ctrl-C stops, re-run resumes")
     runtime.start_workers()
     try:
-        final = _watch(job_id, lambda: _local_state(runtime, job_id))
+        final = follow(f"batch {job_id}", lambda: _local_state(runtime, job_id), progress=True)
     except KeyboardInterrupt:
         print(f"\ninterrupted: batch {job_id} is saved; run the same command again to resume it")
         return EXIT_INTERRUPTED
@@ -158,83 +190,58 @@ def _create_local_job(runtime: Any, args: argparse.Namespace, config: Any, archs
     return state.job.id, state.resumed
 
 
-def _local_state(runtime: Any, job_id: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class LocalState:
+    """A local batch's progress, as the progress bar and the summary read it (a server's is its BatchOut)."""
+
+    status: str
+    total: int
+    done: int
+    failed: int
+    cancelled: int
+
+
+def _local_state(runtime: Any, job_id: int) -> LocalState:
     from app.services import jobs
 
     with runtime.database.read_session() as session:
         job = jobs.get_job(session, job_id)
         progress = jobs.job_progress(session, job)
-        return {"status": job.status, **vars(progress)}
+        return LocalState(job.status, progress.total, progress.done, progress.failed, progress.cancelled)
 
 
 def _remote(args: argparse.Namespace, config: Any, archs: list[str] | None) -> int:
-    import httpx
+    from app.client import NasscoreError
 
     if args.data not in (None, "synthetic"):
         return fail("--data PATH only works locally: a server scores with its operator's data (or 'synthetic')")
-    body: dict[str, Any] = {
-        "space": args.space,
-        "dataset": args.dataset,
-        "proxies": args.proxies,
-        "config": config.model_dump(),
-        "resume": not args.no_resume,
-    }
-    if archs is not None:
-        body["archs"] = archs
-    elif args.all:
-        body["all"] = True
-    else:
-        body["sample"] = {"n": args.sample, "seed": args.seed}
     with server_client(args.server, timeout=120) as client:
         try:
-            created = _checked(client.post("/v1/batches", json=body))
-            print(f"batch {created['id']} ({'resumed' if created['resumed'] else 'new'}) on {args.server}")
-            final = _watch(created["id"], lambda: _checked(client.get(f"/v1/batches/{created['id']}")))
-        except httpx.HTTPError as error:
-            return fail(f"cannot reach {args.server}: {error}")
-        except RemoteError as error:
+            batch = client.batch(
+                archs,
+                sample=args.sample,
+                seed=args.seed,
+                all_archs=args.all,
+                space=args.space,
+                dataset=args.dataset,
+                proxies=args.proxies,
+                config=config,
+                resume=not args.no_resume,
+            )
+        except NasscoreError as error:
+            return fail(str(error))
+        print(f"batch {batch.id} ({'resumed' if batch.state.resumed else 'new'}) on {args.server}")
+        try:
+            final = batch.wait(progress=True)
+        except NasscoreError as error:
             return fail(str(error))
         except KeyboardInterrupt:
-            print(f"\nstopped watching; batch {created['id']} keeps running on the server (re-run to watch again)")
+            print(f"\nstopped watching; batch {batch.id} keeps running on the server (re-run to watch again)")
             return EXIT_INTERRUPTED
     return _summary(final)
 
 
-class RemoteError(Exception):
-    pass
-
-
-def _checked(response: Any) -> dict[str, Any]:
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise RemoteError(f"server answered {response.status_code}: {detail}")
-    return response.json()
-
-
-def _watch(job_id: int, poll: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Show done/total, rate and ETA until the batch is finished; returns its final state."""
-    from tqdm import tqdm
-
-    state = poll()
-    bar_options = {"unit": "cell", "desc": f"batch {job_id}", "dynamic_ncols": True}
-    with tqdm(total=state["total"], initial=_finished(state), **bar_options) as bar:
-        while True:
-            bar.set_postfix(failed=state["failed"], refresh=False)
-            bar.update(_finished(state) - bar.n)
-            if state["status"] in FINAL_STATUSES:
-                return state
-            time.sleep(POLL_SECONDS)
-            state = poll()
-
-
-def _finished(state: dict[str, Any]) -> int:
-    return state["done"] + state["failed"] + state["cancelled"]
-
-
-def _summary(state: dict[str, Any]) -> int:
-    counts = f"{state['done']} scored, {state['failed']} failed, {state['cancelled']} cancelled of {state['total']}"
-    print(f"{state['status']}: {counts}")
-    return 0 if state["status"] == "done" else 1
+def _summary(state: "BatchCounts") -> int:
+    counts = f"{state.done} scored, {state.failed} failed, {state.cancelled} cancelled of {state.total}"
+    print(f"{state.status}: {counts}")
+    return 0 if state.status == "done" else 1

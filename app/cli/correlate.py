@@ -49,7 +49,11 @@ def _correlate(args: argparse.Namespace) -> int:
 def _print_correlations(args: argparse.Namespace) -> int:
     params = population_params(args)
     report_params = params | {"bootstrap": args.bootstrap, "seed": args.seed, "top_fraction": args.top_fraction}
-    summary = fetch(args, "/v1/correlations", report_params, lambda session: _local_correlations(session, args))
+    summary = fetch(
+        args,
+        lambda client: client.correlations(**report_params).model_dump(mode="json"),
+        lambda session: _local_correlations(session, args),
+    )
     print("\n".join(population_lines(summary["population"])))
     print(
         f"{summary['observed_cells']:,} of them ({summary['observed']:,} isomorphism classes) have an observed "
@@ -87,7 +91,9 @@ def _write_plot(args: argparse.Namespace, params: dict[str, Any]) -> None:
     from app.services.reports import correlation_plot
 
     query = _report_query(args)
-    png = fetch(args, "/v1/correlations/plot.png", params, lambda session: correlation_plot(session, query))
+    png = fetch(
+        args, lambda client: client.correlation_plot(**params), lambda session: correlation_plot(session, query)
+    )
     if not isinstance(png, bytes) or not png.startswith(PNG_SIGNATURE):
         raise CommandError("the server did not answer with a PNG image")
     try:

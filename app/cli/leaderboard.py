@@ -3,7 +3,7 @@ asked of a running service with `--server URL`; both print the same answer, the 
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli._common import (
     NameList,
@@ -14,6 +14,9 @@ from app.cli._common import (
     server_client,
     settings_from_args,
 )
+
+if TYPE_CHECKING:
+    from app.client import Client
 
 LOCAL_SETTINGS = ("home", "database_url")
 FINGERPRINT_SHOWN = 12
@@ -68,13 +71,16 @@ def add_population_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def population_params(args: argparse.Namespace) -> dict[str, Any]:
-    """The query parameters of the HTTP API for the population flags."""
-    params = {"space": args.space, "dataset": args.dataset, "metric": args.metric}
-    optional = {"config": args.config, "preset": args.preset, "method": args.method}
-    params |= {key: value for key, value in optional.items() if value}
-    if args.proxies:
-        params["proxies"] = ",".join(args.proxies)
-    return params
+    """The population and vote flags as the arguments of the client's reports (`Client.leaderboard`, ...)."""
+    return {
+        "space": args.space,
+        "dataset": args.dataset,
+        "metric": args.metric,
+        "config": args.config,
+        "preset": args.preset,
+        "method": args.method,
+        "proxies": args.proxies,
+    }
 
 
 def query_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -91,10 +97,10 @@ def vote_line(vote: dict[str, Any]) -> str:
     return f"vote: {source} ({vote['method']}) over {', '.join(vote['voters'])}"
 
 
-def fetch(args: argparse.Namespace, path: str, params: dict[str, Any], local: Callable[[Any], Any]) -> Any:
-    """`path` asked of `--server` (JSON, or bytes for a PNG), else `local(session)` on the local database."""
+def fetch(args: argparse.Namespace, remote: Callable[["Client"], Any], local: Callable[[Any], Any]) -> Any:
+    """`remote(client)` asked of `--server`, else `local(session)` on the local database."""
     if args.server:
-        return _fetch_remote(args.server, path, params)
+        return _ask_server(args.server, remote)
     from app.db import Database
     from app.db.migrations import require_current
 
@@ -145,10 +151,17 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _print_leaderboard(args: argparse.Namespace) -> int:
-    params = population_params(args) | {"rank_by": args.rank_by, "limit": args.limit, "offset": args.offset}
-    if args.expand is not None:
-        params["expand"] = args.expand
-    board = fetch(args, "/v1/leaderboard", params, lambda session: _local_leaderboard(session, args))
+    params = population_params(args) | {
+        "rank_by": args.rank_by,
+        "limit": args.limit,
+        "offset": args.offset,
+        "expand": args.expand,
+    }
+    board = fetch(
+        args,
+        lambda client: client.leaderboard(**params).model_dump(mode="json"),
+        lambda session: _local_leaderboard(session, args),
+    )
     print("\n".join(population_lines(board["population"])))
     first = board["offset"] + 1
     last = board["offset"] + len(board["items"])
@@ -193,23 +206,11 @@ def _leaderboard_table(board: dict[str, Any]) -> tuple[list[str], list[list[str]
     return headers, rows
 
 
-def _fetch_remote(server: str, path: str, params: dict[str, Any]) -> Any:
-    import httpx
+def _ask_server(server: str, remote: Callable[["Client"], Any]) -> Any:
+    from app.client import NasscoreError
 
     try:
         with server_client(server, timeout=300) as client:
-            response = client.get(path, params=params)
-    except httpx.HTTPError as error:
-        raise CommandError(f"cannot reach {server}: {error}") from None
-    if response.status_code != 200:
-        raise CommandError(_server_problem(response))
-    if response.headers.get("content-type", "").startswith("application/json"):
-        return response.json()
-    return response.content
-
-
-def _server_problem(response: Any) -> str:
-    try:
-        return str(response.json()["detail"])
-    except (ValueError, KeyError, TypeError):
-        return f"server answered {response.status_code}: {response.text[:200]}"
+            return remote(client)
+    except NasscoreError as error:
+        raise CommandError(str(error)) from None

@@ -3,14 +3,14 @@ the local database in one transaction, or POST them to a running service with `-
 `nasscore observations delete --source NAME`: remove one source's observations from the local database."""
 
 import argparse
-import csv
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from app.cli._common import add_settings_arguments, fail, server_client, settings_from_args
 
-REMOTE_CHUNK = 5_000
+if TYPE_CHECKING:
+    from app.client.observations import CsvColumns
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,69 +50,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     remove.set_defaults(handler=_delete)
 
 
-class ImportProblem(Exception):
-    """A problem with the file or the destination, already phrased for the user."""
-
-
 def _import(args: argparse.Namespace) -> int:
+    from app.client import NasscoreError
     from app.services.errors import ServiceError
 
     started = time.perf_counter()
     try:
-        rows = _read_rows(args)
-        count = _post(args.server, rows) if args.server else _store_locally(args, rows)
-    except (ServiceError, ImportProblem) as error:
+        count = _post(args) if args.server else _store_locally(args)
+    except (ServiceError, NasscoreError) as error:
         return fail(str(error))
     print(f"imported {count} observations from {args.file} in {time.perf_counter() - started:.1f} s")
     return 0
 
 
-def _read_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """CSV rows as observation fields; errors name the file, line and column."""
-    try:
-        with args.file.open(newline="") as stream:
-            reader = csv.DictReader(stream)
-            header = reader.fieldnames or []
-            missing = [c for c in (args.arch_col, args.acc_col, args.index_col) if c and c not in header]
-            if missing:
-                raise ImportProblem(f"{args.file} has no column {', '.join(missing)}; it has {', '.join(header)}")
-            return [_row(args, line, record) for line, record in enumerate(reader, start=2)]
-    except OSError as error:
-        raise ImportProblem(f"cannot read {args.file}: {error.strerror}") from None
+def _columns(args: argparse.Namespace) -> "CsvColumns":
+    from app.client.observations import CsvColumns
+
+    return CsvColumns(
+        dataset=args.dataset,
+        accuracy=args.acc_col,
+        arch=args.arch_col,
+        index=args.index_col,
+        space=args.space,
+        metric=args.metric,
+        epochs=args.epochs,
+        source=args.source,
+    )
 
 
-def _row(args: argparse.Namespace, line: int, record: dict[str, str]) -> dict[str, Any]:
-    def number(column: str, kind: type) -> Any:
-        try:
-            return kind(record[column])
-        except (TypeError, ValueError):
-            problem = f"{args.file.name}:{line}: column {column}: {record[column]!r} is not a number"
-            raise ImportProblem(problem) from None
-
-    return {
-        "space": args.space,
-        "arch": record[args.arch_col],
-        "dataset": args.dataset,
-        "accuracy": number(args.acc_col, float),
-        "metric": args.metric,
-        "epochs": args.epochs,
-        "source": args.source or args.file.name,
-        "benchmark_index": number(args.index_col, int) if args.index_col else None,
-    }
-
-
-def _store_locally(args: argparse.Namespace, rows: list[dict[str, Any]]) -> int:
+def _store_locally(args: argparse.Namespace) -> int:
+    """The file's rows (read as a server import reads them) in one transaction on the local database."""
+    from app.client import NasscoreError
+    from app.client.observations import read_observations_csv
     from app.db import Database
     from app.db.migrations import require_current
     from app.services.observations import ObservationInput, record_observations
 
+    rows = read_observations_csv(args.file, _columns(args))
     settings = settings_from_args(args)
     database = Database(settings.resolved_database_url)
     try:
         try:
             require_current(database.engine)
         except RuntimeError as error:
-            raise ImportProblem(str(error)) from None
+            raise NasscoreError(str(error)) from None
         inputs = [ObservationInput(**{k: v for k, v in row.items() if k != "space"}) for row in rows]
         prefixes = [f"{args.file.name}:{line}" for line in range(2, len(rows) + 2)]
         with database.session() as session:
@@ -139,18 +120,17 @@ def _delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _post(server: str, rows: list[dict[str, Any]]) -> int:
-    import httpx
-
-    stored = 0
-    with server_client(server, timeout=300) as client:
-        for start in range(0, len(rows), REMOTE_CHUNK):
-            try:
-                response = client.post("/v1/observations", json=rows[start : start + REMOTE_CHUNK])
-            except httpx.HTTPError as error:
-                raise ImportProblem(f"cannot reach {server}: {error}") from None
-            if response.status_code != 200:
-                answer = f"server answered {response.status_code}: {response.text}"
-                raise ImportProblem(f"rows from line {start + 2}: {answer}")
-            stored += response.json()["stored"]
-    return stored
+def _post(args: argparse.Namespace) -> int:
+    with server_client(args.server, timeout=300) as client:
+        stored = client.observations.import_csv(
+            args.file,
+            args.dataset,
+            args.acc_col,
+            arch_column=args.arch_col,
+            index_column=args.index_col,
+            space=args.space,
+            metric=args.metric,
+            epochs=args.epochs,
+            source=args.source,
+        )
+    return stored.stored

@@ -17,8 +17,11 @@ if TYPE_CHECKING:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("score", help="score one architecture with zero-cost proxies")
-    parser.add_argument("arch", help="cell string, e.g. '|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|...|'")
-    parser.add_argument("--space", default="nb201", help="search space (default: nb201)")
+    parser.add_argument(
+        "arch",
+        help="architecture as `nasscore spaces SPACE` prints it, e.g. '|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|...|'",
+    )
+    parser.add_argument("--space", default="nb201", help="search space, e.g. nb201 or nats_sss (default: nb201)")
     parser.add_argument("--dataset", default="cifar10", help="cifar10, cifar100 or imagenet16-120")
     parser.add_argument(
         "--data",
@@ -45,9 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.services.configs import ConfigOptions, model_params, validate_proxies
+    from app.services.errors import ServiceError
     from app.workers.scoring import score_architecture
-    from scorers import DEFAULT_PROXIES
-    from scorers.calibration import BUILTIN_SETS, DATASETS, load_calibration_batch
+    from scorers.calibration import BUILTIN_SETS, load_calibration_batch
     from scorers.device import configure_cpu_threads, resolve_device
     from search_spaces import SPACES
 
@@ -55,38 +59,33 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"unknown --space {args.space!r}; known: {', '.join(SPACES)}")
     space = SPACES[args.space]
     try:
-        cell = space.parse(args.arch)
+        arch = space.parse(args.arch)
+        # The space's default network, as the service's default configuration builds it.
+        params = model_params(args.space, args.dataset.lower(), ConfigOptions())
+        proxies = validate_proxies(args.proxies, "--proxies", args.space)
         device = resolve_device(args.device)
         data = args.data or ("builtin" if args.dataset.lower() in BUILTIN_SETS else "synthetic")
         batch = load_calibration_batch(
             args.dataset, data, batch_size=args.batch_size, sampling=args.sampling, seed=args.seed
         )
-    except ValueError as error:
+    except (ValueError, ServiceError) as error:
         return fail(str(error))
-    proxies = args.proxies or DEFAULT_PROXIES
     if device.type == "cpu":
         configure_cpu_threads()
     started = time.perf_counter()
     try:
         results = score_architecture(
-            args.space,
-            cell.arch_str,
-            batch.inputs,
-            batch.targets,
-            proxies,
-            seed=args.seed,
-            device=device,
-            model_params={"num_classes": DATASETS[args.dataset.lower()].num_classes},
+            args.space, arch, batch.inputs, batch.targets, proxies, seed=args.seed, device=device, model_params=params
         )
     except (KeyError, ValueError) as error:
         return fail(str(error))
     total = time.perf_counter() - started
-    standing = _local_standing(args, data, cell.arch_str, results)
+    standing = _local_standing(args, data, arch, results)
     if args.json:
-        report = _as_json(cell.arch_str, args, device, batch.description, results, total)
+        report = _as_json(arch, args, device, batch.description, results, total)
         print(json.dumps(report | ({"vote": _vote_json(*standing)} if standing else {}), indent=2))
     else:
-        _print_table(cell.arch_str, device, batch.description, results, total)
+        _print_table(arch, device, batch.description, results, total)
         if standing:
             print(_vote_line(*standing))
     return 0
@@ -96,9 +95,8 @@ def _local_standing(args: argparse.Namespace, data: str, arch: str, results: dic
     """(configuration fingerprint, VoteStanding) of the architecture among the classes the local database
     (NASSCORE_HOME, or NASSCORE_DATABASE_URL) stores under this run's configuration; None without a
     database or such a population. The fingerprint comes from the service's own `resolve_config`, given
-    the same options and images, and ConfigOptions' default model (C=16, N=5) is the one
-    `score_architecture` builds without model parameters: a match means the stored scores were computed
-    exactly as these were."""
+    the same space, options and images, and the space's default network is the one `run` built: a match
+    means the stored scores were computed exactly as these were."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -122,7 +120,8 @@ def _local_standing(args: argparse.Namespace, data: str, arch: str, results: dic
     database = Database(url)
     try:
         with database.read_session() as session:
-            fingerprint = resolve_config(session, CalibrationStore(), dataset, options, images).fingerprint
+            resolved = resolve_config(session, CalibrationStore(), dataset, options, images, space=args.space)
+            fingerprint = resolved.fingerprint
             key = SPACES[args.space].canonical_key(arch)
             standing = candidate_standing(session, args.space, dataset, fingerprint, key, scores)
     except SQLAlchemyError as error:

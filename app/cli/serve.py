@@ -23,7 +23,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from app.api import create_app
+    from app.api.app import create_app
     from app.db import Database
     from app.db.migrations import require_current
     from app.workers.local import plan_devices

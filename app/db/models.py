@@ -231,12 +231,12 @@ class Observation(Base):
     observed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class BatchJob(Base):
+class Job(Base):
     """A persistent unit of work; `spec_key` identifies identical requests so they resume, not repeat.
     `owner` is the name of the API key that started it (null without keys): only it, or an admin, cancels it."""
 
-    __tablename__ = "batch_jobs"
-    __table_args__ = (Index("ix_batch_jobs_spec_status", "spec_key", "status"),)
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_spec_status", "spec_key", "status"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
@@ -256,19 +256,19 @@ class BatchJob(Base):
     config: Mapped[ScoringConfig] = relationship()
 
 
-class BatchItem(Base):
+class JobItem(Base):
     """One architecture of a job; `claimed_by` + `lease_until` let a restart requeue abandoned work."""
 
-    __tablename__ = "batch_items"
+    __tablename__ = "job_items"
     __table_args__ = (
-        UniqueConstraint("batch_id", "architecture_id"),
-        Index("ix_batch_items_status_batch", "status", "batch_id"),
+        UniqueConstraint("job_id", "architecture_id"),
+        Index("ix_job_items_status_job", "status", "job_id"),
         # A claim reads a job's first pending items in order straight off this index (no sort of the queue).
-        Index("ix_batch_items_batch_status_id", "batch_id", "status", "id"),
+        Index("ix_job_items_job_status_id", "job_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    batch_id: Mapped[int] = mapped_column(ForeignKey("batch_jobs.id", ondelete="CASCADE"))
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     architecture_id: Mapped[int] = mapped_column(ForeignKey("architectures.id"))
     status: Mapped[str] = mapped_column(String(16), default=ItemStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -192,7 +192,7 @@ class Dispatcher:
         notes = raised or {p: stored[p].error for p in item.proxies if stored[p].error}
         error = "; ".join(f"{proxy}: {problem}" for proxy, problem in notes.items()) or None
         if raised:
-            log.warning("batch %d: %s failed: %s", item.batch_id, item.arch, error)
+            log.warning("batch %d: %s failed: %s", item.job_id, item.arch, error)
         queue.finish_item(session, item, self.owner, failed=bool(raised), error=error)
 
     def _wait(self) -> set[Future[TaskResult]]:
@@ -235,7 +235,7 @@ class Dispatcher:
 
     def _fail(self, items: list[ClaimedItem], error: str) -> None:
         for item in items:
-            log.warning("batch %d: %s failed: %s", item.batch_id, item.arch, error)
+            log.warning("batch %d: %s failed: %s", item.job_id, item.arch, error)
 
         def fail_all(session: Session) -> None:
             for item in items:

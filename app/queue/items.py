@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session
 
 from app.db.models import (
     Architecture,
-    BatchItem,
-    BatchJob,
     ItemStatus,
+    Job,
+    JobItem,
     JobStatus,
     ScoringConfig,
     SearchSpace,
@@ -39,7 +39,7 @@ class ClaimedItem:
     """Everything a dispatcher needs to run one item without another query."""
 
     item_id: int
-    batch_id: int
+    job_id: int
     attempts: int
     architecture_id: int
     arch: str
@@ -77,14 +77,10 @@ def claim_items(session: Session, owner: str, limit: int, lease_seconds: float) 
     serialises writers."""
     if limit <= 0:
         return []
-    has_pending = (
-        select(BatchItem.id).where(BatchItem.batch_id == BatchJob.id, BatchItem.status == ItemStatus.PENDING).exists()
-    )
+    has_pending = select(JobItem.id).where(JobItem.job_id == Job.id, JobItem.status == ItemStatus.PENDING).exists()
     job_ids = (
         session.execute(
-            select(BatchJob.id)
-            .where(BatchJob.status.in_(OPEN_JOB_STATUSES), has_pending)
-            .order_by(BatchJob.priority.desc(), BatchJob.id)
+            select(Job.id).where(Job.status.in_(OPEN_JOB_STATUSES), has_pending).order_by(Job.priority.desc(), Job.id)
         )
         .scalars()
         .all()
@@ -102,12 +98,12 @@ def claim_items(session: Session, owner: str, limit: int, lease_seconds: float) 
     if not item_ids:
         return []
     session.execute(
-        update(BatchJob)
+        update(Job)
         .where(
-            BatchJob.id.in_([job_id for job_id, items in claimed.items() if items]),
-            BatchJob.status == JobStatus.PENDING,
+            Job.id.in_([job_id for job_id, items in claimed.items() if items]),
+            Job.status == JobStatus.PENDING,
         )
-        .values(status=JobStatus.RUNNING, started_at=func.coalesce(BatchJob.started_at, literal(now, UtcDateTime)))
+        .values(status=JobStatus.RUNNING, started_at=func.coalesce(Job.started_at, literal(now, UtcDateTime)))
         .execution_options(synchronize_session="fetch")
     )
     return _claimed_details(session, item_ids)
@@ -117,25 +113,25 @@ def _claim_from_job(
     session: Session, job_id: int, owner: str, limit: int, now: datetime, lease_seconds: float
 ) -> list[int]:
     claimable = (
-        select(BatchItem.id)
-        .where(BatchItem.batch_id == job_id, BatchItem.status == ItemStatus.PENDING)
-        .order_by(BatchItem.id)
+        select(JobItem.id)
+        .where(JobItem.job_id == job_id, JobItem.status == ItemStatus.PENDING)
+        .order_by(JobItem.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
         .cte("claimable")
         .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     claimed = session.execute(
-        update(BatchItem)
-        .where(BatchItem.id.in_(select(claimable.c.id)), BatchItem.status == ItemStatus.PENDING)
+        update(JobItem)
+        .where(JobItem.id.in_(select(claimable.c.id)), JobItem.status == ItemStatus.PENDING)
         .values(
             status=ItemStatus.RUNNING,
-            attempts=BatchItem.attempts + 1,
+            attempts=JobItem.attempts + 1,
             claimed_by=owner,
             lease_until=now + timedelta(seconds=lease_seconds),
             started_at=now,
         )
-        .returning(BatchItem.id)
+        .returning(JobItem.id)
         .execution_options(synchronize_session=False)
     )
     return list(claimed.scalars())
@@ -143,16 +139,16 @@ def _claim_from_job(
 
 def _claimed_details(session: Session, item_ids: Sequence[int]) -> list[ClaimedItem]:
     rows = session.execute(
-        select(BatchItem.id, BatchItem.attempts, BatchJob, Architecture)
-        .join(BatchJob, BatchJob.id == BatchItem.batch_id)
-        .join(Architecture, Architecture.id == BatchItem.architecture_id)
-        .where(BatchItem.id.in_(item_ids))
-        .order_by(BatchJob.priority.desc(), BatchJob.id, BatchItem.id)
+        select(JobItem.id, JobItem.attempts, Job, Architecture)
+        .join(Job, Job.id == JobItem.job_id)
+        .join(Architecture, Architecture.id == JobItem.architecture_id)
+        .where(JobItem.id.in_(item_ids))
+        .order_by(Job.priority.desc(), Job.id, JobItem.id)
     ).all()
     return [
         ClaimedItem(
             item_id=item_id,
-            batch_id=job.id,
+            job_id=job.id,
             attempts=attempts,
             architecture_id=architecture.id,
             arch=architecture.arch,
@@ -170,8 +166,8 @@ def renew_leases(session: Session, owner: str, item_ids: Sequence[int], lease_se
     """The heartbeat: extend the leases of the items `owner` is actually working on (anything else it lost
     track of is left to expire and be requeued)."""
     session.execute(
-        update(BatchItem)
-        .where(BatchItem.id.in_(item_ids), BatchItem.claimed_by == owner, BatchItem.status == ItemStatus.RUNNING)
+        update(JobItem)
+        .where(JobItem.id.in_(item_ids), JobItem.claimed_by == owner, JobItem.status == ItemStatus.RUNNING)
         .values(lease_until=lease_clock(session) + timedelta(seconds=lease_seconds))
         .execution_options(synchronize_session=False)
     )
@@ -180,11 +176,11 @@ def renew_leases(session: Session, owner: str, item_ids: Sequence[int], lease_se
 def requeue_expired(session: Session) -> int:
     """Put running items whose lease has run out back to pending (their attempts still count). Returns how
     many."""
-    expired = (BatchItem.lease_until < lease_clock(session)) | BatchItem.lease_until.is_(None)
+    expired = (JobItem.lease_until < lease_clock(session)) | JobItem.lease_until.is_(None)
     return rows_changed(
         session,
-        update(BatchItem)
-        .where(BatchItem.status == ItemStatus.RUNNING, expired)
+        update(JobItem)
+        .where(JobItem.status == ItemStatus.RUNNING, expired)
         .values(status=ItemStatus.PENDING, claimed_by=None, lease_until=None)
         .execution_options(synchronize_session=False),
     )
@@ -193,8 +189,8 @@ def requeue_expired(session: Session) -> int:
 def finish_item(session: Session, item: ClaimedItem, owner: str, *, failed: bool, error: str | None) -> None:
     """Record an item's end (only if `owner` still holds it) and close its job when it was the last."""
     session.execute(
-        update(BatchItem)
-        .where(BatchItem.id == item.item_id, BatchItem.status == ItemStatus.RUNNING, BatchItem.claimed_by == owner)
+        update(JobItem)
+        .where(JobItem.id == item.item_id, JobItem.status == ItemStatus.RUNNING, JobItem.claimed_by == owner)
         .values(
             status=ItemStatus.FAILED if failed else ItemStatus.DONE,
             error=error,
@@ -203,7 +199,7 @@ def finish_item(session: Session, item: ClaimedItem, owner: str, *, failed: bool
         )
         .execution_options(synchronize_session=False)
     )
-    finalize_job(session, session.get_one(BatchJob, item.batch_id))
+    finalize_job(session, session.get_one(Job, item.job_id))
 
 
 def release_item(session: Session, item: ClaimedItem, owner: str, error: str, max_attempts: int) -> None:
@@ -212,8 +208,8 @@ def release_item(session: Session, item: ClaimedItem, owner: str, error: str, ma
         finish_item(session, item, owner, failed=True, error=f"{error} (after {item.attempts} attempts)")
         return
     session.execute(
-        update(BatchItem)
-        .where(BatchItem.id == item.item_id, BatchItem.status == ItemStatus.RUNNING, BatchItem.claimed_by == owner)
+        update(JobItem)
+        .where(JobItem.id == item.item_id, JobItem.status == ItemStatus.RUNNING, JobItem.claimed_by == owner)
         .values(status=ItemStatus.PENDING, claimed_by=None, lease_until=None, error=error)
         .execution_options(synchronize_session=False)
     )
@@ -221,19 +217,19 @@ def release_item(session: Session, item: ClaimedItem, owner: str, error: str, ma
 
 def return_item(session: Session, item: ClaimedItem, owner: str) -> None:
     """Hand a claimed item back untouched (its claim does not count as an attempt)."""
-    _unclaim(session, (BatchItem.id == item.item_id) & (BatchItem.claimed_by == owner))
+    _unclaim(session, (JobItem.id == item.item_id) & (JobItem.claimed_by == owner))
 
 
 def release_owned(session: Session, owner: str) -> int:
     """On a clean stop: every item `owner` still holds goes straight back to pending."""
-    return _unclaim(session, BatchItem.claimed_by == owner)
+    return _unclaim(session, JobItem.claimed_by == owner)
 
 
 def _unclaim(session: Session, condition: Any) -> int:
     return rows_changed(
         session,
-        update(BatchItem)
-        .where(condition, BatchItem.status == ItemStatus.RUNNING)
-        .values(status=ItemStatus.PENDING, claimed_by=None, lease_until=None, attempts=BatchItem.attempts - 1)
+        update(JobItem)
+        .where(condition, JobItem.status == ItemStatus.RUNNING)
+        .values(status=ItemStatus.PENDING, claimed_by=None, lease_until=None, attempts=JobItem.attempts - 1)
         .execution_options(synchronize_session=False),
     )

@@ -1,6 +1,6 @@
 """Exports of a population's scores: CSV, and the zero-cost benchmark JSON that NASLib reads.
 
-A row is a plain dict: {"arch": NAS-Bench-201 string, "canonical_key": its isomorphism class,
+A row is a plain dict: {"arch": the architecture's text, "canonical_key": its isomorphism class,
 "config_fingerprint": the scores' configuration, "scores": {proxy: (value, seconds)}, "accuracy":
 observed accuracy or None}. Exports list cells; the canonical key lets a consumer count isomorphism
 classes instead, and the fingerprint says which scores may be compared. Non-finite numbers become JSON
@@ -10,7 +10,7 @@ null (strict JSON has no NaN), so the export always serialises.
 import csv
 import io
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from search_spaces.nb201.naslib import arch_to_naslib_key, naslib_task_name
@@ -19,18 +19,22 @@ ACCURACY_KEY = "val_accuracy"
 LABEL_KEYS = ("canonical_key", "config_fingerprint")
 
 
-def export_naslib(rows: Iterable[Mapping[str, Any]], dataset: str) -> dict[str, dict[str, dict[str, Any]]]:
+def export_naslib(
+    rows: Iterable[Mapping[str, Any]], dataset: str, encode: Callable[[str], str | None] = arch_to_naslib_key
+) -> dict[str, dict[str, dict[str, Any]]]:
     """NAS-Bench-Suite-Zero layout: {task: {"(i, j, k, l, m, n)": {proxy: {score, time}, val_accuracy,
     canonical_key, config_fingerprint}}}.
 
-    NASLib looks architectures up by str(op-index tuple), so keys use its op and edge encoding, and reads
-    proxies by name, so the two label strings next to them stay out of its way. `val_accuracy` carries
-    whatever accuracy we observed (NASLib's own NB201 CIFAR-10 file holds the cifar10-valid validation
-    accuracy) and is null where none was observed.
+    NASLib looks architectures up by its encoding of them (`encode`, the space's `naslib_encoding`;
+    NAS-Bench-201's str(op-index tuple) by default), and reads proxies by name, so the two label strings next
+    to them stay out of its way. `val_accuracy` carries whatever accuracy we observed (NASLib's own NB201
+    CIFAR-10 file holds the cifar10-valid validation accuracy) and is null where none was observed.
     """
     entries: dict[str, dict[str, Any]] = {}
     for row in rows:
-        key = arch_to_naslib_key(row["arch"])
+        key = encode(row["arch"])
+        if key is None:
+            raise ValueError(f"NASLib has no encoding of architecture {row['arch']}")
         if key in entries:
             raise ValueError(f"architecture {row['arch']} appears twice in the export")
         entries[key] = _naslib_entry(row)

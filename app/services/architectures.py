@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Architecture, Observation, Score, ScoringConfig
 from app.services.configs import validate_dataset
 from app.services.observations import observations_for
-from app.services.spaces import get_architecture, normalise, space_module, stored_space
+from app.services.spaces import get_architecture, lookup_space, normalise, stored_space
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def _filtered(session: Session, wanted: ArchitectureFilter) -> Select[Architectu
     if wanted.canonical is not None:
         query = query.where(Architecture.canonical_key == wanted.canonical)
     if wanted.arch is not None:
-        query = query.where(Architecture.arch == normalise(space_module(wanted.space), wanted.arch, "arch"))
+        query = query.where(Architecture.arch == normalise(lookup_space(wanted.space), wanted.arch, "arch"))
     if wanted.dataset is not None:
         validate_dataset(wanted.dataset)
         query = query.where(or_(_scored_on(wanted.dataset), _observed_on(wanted.dataset)))

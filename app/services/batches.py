@@ -12,26 +12,28 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from app.db import Database
-from app.db.models import Architecture, BatchJob, JobKind, ScoringConfig, SearchSpace
+from app.db.models import Architecture, Job, JobKind, ScoringConfig, SearchSpace
 from app.services import jobs, quotas
 from app.services.configs import (
     ConfigOptions,
     check_model_memory,
     get_or_create_config,
-    validate_dataset,
+    model_options,
     validate_proxies,
+    validate_space_dataset,
 )
-from app.services.errors import Forbidden, InvalidInput, TooLarge
+from app.services.errors import Forbidden, TooLarge
 from app.services.keys import ANONYMOUS, Principal, Scope
 from app.services.quotas import ServerLimits
 from app.services.spaces import (
     all_architectures,
     architectures_for_strings,
+    check_sample_size,
     ensure_space,
     enumerate_space,
     get_or_create_architectures,
     sample_architectures,
-    space_module,
+    seed_architectures,
 )
 from scorers.calibration import ImageSet
 
@@ -85,7 +87,7 @@ class BatchSpec:
 class BatchState:
     """A job and everything its progress report shows, read in one session."""
 
-    job: BatchJob
+    job: Job
     space: str
     config: ScoringConfig
     progress: jobs.JobProgress
@@ -99,14 +101,15 @@ def create_batch(
     """Queue the batch (or, with `spec.resume`, return the identical one, its failed items queued again) and
     wake the dispatcher. What needs no database is checked first, so a bad request costs nothing. `limits`
     are the server's (batch size 413, model memory 422, the owner's quota 429), None for a local run."""
-    space_module(spec.space)
-    validate_dataset(spec.dataset)
-    proxies = validate_proxies(spec.proxies, fields.proxies)
-    _check_sample_size(spec.space, spec.selection, fields)
+    validate_space_dataset(spec.space, spec.dataset)
+    model_options(spec.space, spec.options)
+    proxies = validate_proxies(spec.proxies, fields.proxies, spec.space)
+    if spec.selection.sample is not None:  # before the batch limit, which would misname a sample too large
+        check_sample_size(spec.space, spec.selection.sample, fields.sample)
     if limits is not None:
         _check_size(spec.space, spec.selection, limits.max_batch_items, fields)
-        check_model_memory(spec.dataset, spec.options, proxies, limits.max_model_memory_mb)
-    resolved = runtime.resolve(spec.dataset, spec.options, spec.images)
+        check_model_memory(spec.dataset, spec.options, proxies, limits.max_model_memory_mb, spec.space)
+    resolved = runtime.resolve(spec.dataset, spec.options, spec.images, space=spec.space)
 
     def create(session: Session) -> BatchState:
         if limits is not None:
@@ -134,17 +137,20 @@ def create_batch(
 def select_architectures(
     session: Session, space: SearchSpace, selection: ArchitectureSelection, fields: BatchFields = BatchFields()
 ) -> list[Architecture]:
-    """The stored rows of the selected architectures (unknown ones of a list are added)."""
+    """The stored rows of the selected architectures (unknown ones of a list or sample are added; `all`
+    stores the rest of a space that is not stored whole at start-up)."""
     if selection.archs is not None:
         return get_or_create_architectures(session, space, selection.archs, fields.archs)
     if selection.all:
+        enumerate_space(space.name, fields.all)
+        seed_architectures(session, space)
         return all_architectures(session, space)
     assert selection.sample is not None  # exactly one of archs, sample and all is given
     chosen = sample_architectures(space.name, selection.sample, selection.seed, fields.sample)
     return architectures_for_strings(session, space, chosen)
 
 
-def batch_state(session: Session, job: BatchJob, *, resumed: bool = False) -> BatchState:
+def batch_state(session: Session, job: Job, *, resumed: bool = False) -> BatchState:
     progress = jobs.job_progress(session, job)
     return BatchState(
         job=job,
@@ -182,16 +188,6 @@ def cancel_batch(database: Database, batch_id: int, principal: Principal = ANONY
         return batch_state(session, job)
 
     return database.transact(cancel)
-
-
-def _check_sample_size(space: str, selection: ArchitectureSelection, fields: BatchFields) -> None:
-    """A sample holds distinct cells, so it can be no larger than the space (checked before the server's
-    batch limit, which would otherwise misname the problem)."""
-    if selection.sample is None:
-        return
-    size = len(enumerate_space(space, fields.sample))
-    if not 1 <= selection.sample <= size:
-        raise InvalidInput(fields.sample, f"must be between 1 and {size} (the size of {space}), got {selection.sample}")
 
 
 def _check_size(space: str, selection: ArchitectureSelection, limit: int, fields: BatchFields) -> None:

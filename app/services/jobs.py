@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from app.db.models import (
     Architecture,
-    BatchItem,
-    BatchJob,
     ItemStatus,
+    Job,
+    JobItem,
     JobKind,
     JobStatus,
     Score,
@@ -62,7 +62,7 @@ def create_job(
     architectures: Sequence[Architecture],
     resume: bool = True,
     owner: str | None = None,
-) -> tuple[BatchJob, bool]:
+) -> tuple[Job, bool]:
     """The job for this request: with `resume`, an identical unfinished one, or an identical finished one
     whose failed items go back to the queue (so re-running a batch retries its failures in place); else a
     new one. Items whose scores are already stored are completed at once. Returns (job, created)."""
@@ -72,7 +72,7 @@ def create_job(
         existing = _resumable_job(session, key)
         if existing is not None:
             return existing, False
-    job = BatchJob(
+    job = Job(
         kind=kind,
         space_id=space.id,
         config_id=config.id,
@@ -85,33 +85,33 @@ def create_job(
     session.add(job)
     session.flush()
     rows = [
-        {"batch_id": job.id, "architecture_id": architecture_id, "status": ItemStatus.PENDING, "attempts": 0}
+        {"job_id": job.id, "architecture_id": architecture_id, "status": ItemStatus.PENDING, "attempts": 0}
         for architecture_id in dict.fromkeys(architecture_ids)
     ]
     if rows:
-        session.execute(insert(BatchItem), rows)
+        session.execute(insert(JobItem), rows)
     complete_cached_items(session, job)
     finalize_job(session, job)
     return job, True
 
 
-def _resumable_job(session: Session, key: str) -> BatchJob | None:
-    latest = select(BatchJob).where(BatchJob.spec_key == key).order_by(BatchJob.id.desc()).limit(1)
-    open_job = session.execute(latest.where(BatchJob.status.in_(OPEN_JOB_STATUSES))).scalar_one_or_none()
+def _resumable_job(session: Session, key: str) -> Job | None:
+    latest = select(Job).where(Job.spec_key == key).order_by(Job.id.desc()).limit(1)
+    open_job = session.execute(latest.where(Job.status.in_(OPEN_JOB_STATUSES))).scalar_one_or_none()
     if open_job is not None:
         return open_job
-    done = session.execute(latest.where(BatchJob.status == JobStatus.DONE)).scalar_one_or_none()
+    done = session.execute(latest.where(Job.status == JobStatus.DONE)).scalar_one_or_none()
     if done is not None and retry_failed_items(session, done):
         return done
     return None
 
 
-def retry_failed_items(session: Session, job: BatchJob) -> int:
+def retry_failed_items(session: Session, job: Job) -> int:
     """Put a finished job's failed items back to pending with fresh attempts and reopen the job."""
     retried = rows_changed(
         session,
-        update(BatchItem)
-        .where(BatchItem.batch_id == job.id, BatchItem.status == ItemStatus.FAILED)
+        update(JobItem)
+        .where(JobItem.job_id == job.id, JobItem.status == ItemStatus.FAILED)
         .values(status=ItemStatus.PENDING, attempts=0, error=None, finished_at=None, claimed_by=None, lease_until=None)
         .execution_options(synchronize_session=False),
     )
@@ -123,7 +123,7 @@ def retry_failed_items(session: Session, job: BatchJob) -> int:
     return retried
 
 
-def complete_cached_items(session: Session, job: BatchJob, architecture_ids: Sequence[int] | None = None) -> int:
+def complete_cached_items(session: Session, job: Job, architecture_ids: Sequence[int] | None = None) -> int:
     """Finish pending items whose every requested proxy is already stored (for example by an isomorphic
     cell or an earlier job) as done, noting when a stored score is not a finite number. Returns how many."""
     finished = 0
@@ -140,11 +140,11 @@ def complete_cached_items(session: Session, job: BatchJob, architecture_ids: Seq
             satisfied = satisfied.where(Score.architecture_id.in_(architecture_ids))
         finished += rows_changed(
             session,
-            update(BatchItem)
+            update(JobItem)
             .where(
-                BatchItem.batch_id == job.id,
-                BatchItem.status == ItemStatus.PENDING,
-                BatchItem.architecture_id.in_(satisfied),
+                JobItem.job_id == job.id,
+                JobItem.status == ItemStatus.PENDING,
+                JobItem.architecture_id.in_(satisfied),
             )
             .values(status=ItemStatus.DONE, error=NON_FINITE_NOTE if non_finite else None, finished_at=now)
             .execution_options(synchronize_session=False),
@@ -154,25 +154,23 @@ def complete_cached_items(session: Session, job: BatchJob, architecture_ids: Seq
 
 def complete_cached_items_everywhere(session: Session, config_id: int, architecture_ids: Sequence[int]) -> None:
     """After new scores land, finish the pending items of every open job they satisfy."""
-    job_ids = select(BatchItem.batch_id).where(
-        BatchItem.architecture_id.in_(architecture_ids), BatchItem.status == ItemStatus.PENDING
+    job_ids = select(JobItem.job_id).where(
+        JobItem.architecture_id.in_(architecture_ids), JobItem.status == ItemStatus.PENDING
     )
     jobs = session.execute(
-        select(BatchJob).where(
-            BatchJob.config_id == config_id, BatchJob.id.in_(job_ids), BatchJob.status.in_(OPEN_JOB_STATUSES)
-        )
+        select(Job).where(Job.config_id == config_id, Job.id.in_(job_ids), Job.status.in_(OPEN_JOB_STATUSES))
     ).scalars()
     for job in jobs:
         if complete_cached_items(session, job, architecture_ids):
             finalize_job(session, job)
 
 
-def finalize_job(session: Session, job: BatchJob) -> None:
+def finalize_job(session: Session, job: Job) -> None:
     """Close a job once none of its items is pending or running (a cancelled job stays cancelled)."""
     if job.status not in OPEN_JOB_STATUSES:
         return
     unfinished = session.execute(
-        select(func.count()).where(BatchItem.batch_id == job.id, BatchItem.status.in_(UNFINISHED_ITEM_STATUSES))
+        select(func.count()).where(JobItem.job_id == job.id, JobItem.status.in_(UNFINISHED_ITEM_STATUSES))
     ).scalar_one()
     if unfinished == 0:
         now = utcnow()
@@ -181,14 +179,14 @@ def finalize_job(session: Session, job: BatchJob) -> None:
         job.finished_at = now
 
 
-def get_job(session: Session, job_id: int) -> BatchJob:
-    job = session.get(BatchJob, job_id)
+def get_job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
     if job is None:
         raise NotFound("id", f"no batch with id {job_id}")
     return job
 
 
-def cancel_job(session: Session, job_id: int) -> BatchJob:
+def cancel_job(session: Session, job_id: int) -> Job:
     """Stop handing out the job's pending items; items already running still finish and are recorded.
     Items are updated before the job row, the order every other writer uses, so writers never deadlock."""
     job = get_job(session, job_id)
@@ -196,8 +194,8 @@ def cancel_job(session: Session, job_id: int) -> BatchJob:
         raise Conflict("id", f"batch {job_id} already finished; there is nothing to cancel")
     now = utcnow()
     session.execute(
-        update(BatchItem)
-        .where(BatchItem.batch_id == job.id, BatchItem.status == ItemStatus.PENDING)
+        update(JobItem)
+        .where(JobItem.job_id == job.id, JobItem.status == ItemStatus.PENDING)
         .values(status=ItemStatus.CANCELLED, finished_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -207,10 +205,10 @@ def cancel_job(session: Session, job_id: int) -> BatchJob:
     return job
 
 
-def job_progress(session: Session, job: BatchJob) -> JobProgress:
+def job_progress(session: Session, job: Job) -> JobProgress:
     counts = dict(
         session.execute(
-            select(BatchItem.status, func.count()).where(BatchItem.batch_id == job.id).group_by(BatchItem.status)
+            select(JobItem.status, func.count()).where(JobItem.job_id == job.id).group_by(JobItem.status)
         ).all()
     )
     finished = counts.get(ItemStatus.DONE, 0) + counts.get(ItemStatus.FAILED, 0)
@@ -228,36 +226,36 @@ def job_progress(session: Session, job: BatchJob) -> JobProgress:
     )
 
 
-def _rate(session: Session, job: BatchJob) -> float | None:
+def _rate(session: Session, job: Job) -> float | None:
     """Items finished per second since the job started (items that were already cached do not count)."""
     if job.started_at is None:
         return None
     worked = session.execute(
         select(func.count()).where(
-            BatchItem.batch_id == job.id,
-            BatchItem.status.in_((ItemStatus.DONE, ItemStatus.FAILED)),
-            BatchItem.finished_at >= job.started_at,
+            JobItem.job_id == job.id,
+            JobItem.status.in_((ItemStatus.DONE, ItemStatus.FAILED)),
+            JobItem.finished_at >= job.started_at,
         )
     ).scalar_one()
     elapsed = ((job.finished_at or utcnow()) - job.started_at).total_seconds()
     return worked / elapsed if worked and elapsed > 0 else None
 
 
-def list_jobs(session: Session, status: str | None, limit: int, offset: int) -> tuple[list[BatchJob], int]:
-    query = select(BatchJob)
+def list_jobs(session: Session, status: str | None, limit: int, offset: int) -> tuple[list[Job], int]:
+    query = select(Job)
     if status is not None:
-        query = query.where(BatchJob.status == status)
+        query = query.where(Job.status == status)
     total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-    jobs = session.execute(query.order_by(BatchJob.id.desc()).limit(limit).offset(offset)).scalars().all()
+    jobs = session.execute(query.order_by(Job.id.desc()).limit(limit).offset(offset)).scalars().all()
     return list(jobs), total
 
 
-def failed_items(session: Session, job: BatchJob, limit: int = 10) -> list[dict[str, Any]]:
+def failed_items(session: Session, job: Job, limit: int = 10) -> list[dict[str, Any]]:
     rows = session.execute(
-        select(Architecture.arch, BatchItem.error)
-        .join(Architecture, Architecture.id == BatchItem.architecture_id)
-        .where(BatchItem.batch_id == job.id, BatchItem.status == ItemStatus.FAILED)
-        .order_by(BatchItem.id)
+        select(Architecture.arch, JobItem.error)
+        .join(Architecture, Architecture.id == JobItem.architecture_id)
+        .where(JobItem.job_id == job.id, JobItem.status == ItemStatus.FAILED)
+        .order_by(JobItem.id)
         .limit(limit)
     ).all()
     return [{"arch": arch, "error": error} for arch, error in rows]

@@ -11,7 +11,6 @@ under its own source (by default the key's name), both values are kept, and repo
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, CursorResult, delete, select, update
@@ -23,7 +22,8 @@ from app.db.upsert import upsert
 from app.services.configs import known_datasets, validate_dataset
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.keys import ANONYMOUS, Principal, Scope
-from app.services.spaces import architectures_for_strings, ensure_space, normalise, space_module
+from app.services.spaces import architectures_for_strings, ensure_space, lookup_space, normalise
+from search_spaces import SearchSpace as Space
 
 DEFAULT_METRIC = "test_accuracy"
 # The metrics every server accepts; an operator adds more with the `extra_metrics` setting.
@@ -42,7 +42,7 @@ ObservationKey = tuple[int, str, str, str]
 
 @dataclass(frozen=True)
 class ObservationInput:
-    arch: str | list[str]
+    arch: str | list[str] | dict[str, Any]
     dataset: str
     accuracy: float
     metric: str = DEFAULT_METRIC
@@ -99,8 +99,7 @@ def record_observations(
     """Validate everything first (errors name `<prefix>.<field>`, e.g. `body[3].accuracy`), then write all
     rows in `session`'s transaction; returns the number of distinct rows written. A row that `author` may
     not replace (see the module's docstring) raises Conflict, so the caller's transaction writes nothing."""
-    module = space_module(space_name)
-    arch_strings = _validated_archs(module, observations, prefixes, accepted_metrics(extra_metrics))
+    arch_strings = _validated_archs(lookup_space(space_name), observations, prefixes, accepted_metrics(extra_metrics))
     space = ensure_space(session, space_name)
     stored = {
         architecture.arch: architecture for architecture in architectures_for_strings(session, space, arch_strings)
@@ -202,11 +201,11 @@ def observations_for(session: Session, architecture_id: int) -> list[Observation
 
 
 def _validated_archs(
-    module: ModuleType, observations: Sequence[ObservationInput], prefixes: Sequence[str], metrics: Sequence[str]
+    space: Space, observations: Sequence[ObservationInput], prefixes: Sequence[str], metrics: Sequence[str]
 ) -> list[str]:
     """Every field of every observation checked before anything is written; returns the normalised cells."""
     known = set(known_datasets())
-    index_bound = len(module.all_archs()) if hasattr(module, "all_archs") else MAX_DATABASE_INTEGER + 1
+    index_bound = space.size if space.size is not None else MAX_DATABASE_INTEGER + 1
     arch_strings = []
     for prefix, o in zip(prefixes, observations, strict=True):
         if o.dataset not in known:
@@ -216,7 +215,7 @@ def _validated_archs(
         validate_label(o.source, field_name(prefix, "source"), MAX_SOURCE_LENGTH)
         if o.epochs is not None and not 0 <= o.epochs <= MAX_EPOCHS:
             raise InvalidInput(field_name(prefix, "epochs"), f"must be between 0 and {MAX_EPOCHS:,}, got {o.epochs}")
-        arch = normalise(module, o.arch, field_name(prefix, "arch"))
+        arch = normalise(space, o.arch, field_name(prefix, "arch"))
         if o.benchmark_index is not None:
             field = field_name(prefix, "benchmark_index")
             if not 0 <= o.benchmark_index < index_bound:

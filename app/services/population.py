@@ -31,7 +31,7 @@ from app.db.models import Architecture, Observation, Score, ScoringConfig, Searc
 from app.services.configs import validate_dataset, validate_proxies
 from app.services.errors import InvalidInput, NotFound
 from app.services.observations import DEFAULT_METRIC, MAX_METRIC_LENGTH, MAX_SOURCE_LENGTH, validate_label
-from app.services.spaces import space_module, stored_space
+from app.services.spaces import lookup_space, stored_space
 
 SELECTED_BY_REQUEST = "request"
 SELECTED_BY_MOST_SCORES = "most_scores"
@@ -169,7 +169,7 @@ def load_scored_population(
     The accuracies are `source`'s (NotFound naming `source` when it has no observations of the dataset and
     metric in the space); without it, those of the source with the most of them.
     """
-    space_module(space)
+    lookup_space(space)
     validate_dataset(dataset)
     validate_label(metric, "metric", MAX_METRIC_LENGTH)
     if source is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.orm import Session
 
-from app.db.models import BatchItem, BatchJob, ItemStatus, JobKind, utcnow
+from app.db.models import ItemStatus, Job, JobItem, JobKind, utcnow
 from app.services.errors import TooManyRequests
 from app.services.jobs import OPEN_JOB_STATUSES, UNFINISHED_ITEM_STATUSES
 from app.settings import Settings
@@ -60,15 +60,15 @@ def lock_owner(session: Session, owner: str | None) -> None:
     session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int.from_bytes(digest[:8], "big", signed=True)})
 
 
-def enforce_quota(session: Session, job: BatchJob, quota: Quota, items_field: str) -> None:
+def enforce_quota(session: Session, job: Job, quota: Quota, items_field: str) -> None:
     """Refuse (429) the just-created `job` when it leaves its owner over the quota; the caller's transaction
     then rolls it back. `items_field` is the request field that chose the job's architectures."""
     owner = job.owner
-    new_items = _unfinished_items(session, BatchJob.id == job.id)
+    new_items = _unfinished_items(session, Job.id == job.id)
     if job.kind == JobKind.BATCH and job.status in OPEN_JOB_STATUSES:
         open_batches = _open_batches(session, owner)
         if len(open_batches) > quota.max_open_batches:
-            oldest_backlog = _unfinished_items(session, BatchJob.id == open_batches[0])
+            oldest_backlog = _unfinished_items(session, Job.id == open_batches[0])
             has = "has" if owner is not None else "have"
             raise TooManyRequests(
                 BATCHES_FIELD,
@@ -92,23 +92,21 @@ def _who(owner: str | None) -> str:
 
 
 def _owned_by(owner: str | None) -> ColumnElement[bool]:
-    return BatchJob.owner.is_(None) if owner is None else BatchJob.owner == owner
+    return Job.owner.is_(None) if owner is None else Job.owner == owner
 
 
 def _open_batches(session: Session, owner: str | None) -> list[int]:
     """Ids of the owner's pending or running batches, oldest first (the queue serves them in that order)."""
-    query = select(BatchJob.id).where(
-        _owned_by(owner), BatchJob.kind == JobKind.BATCH, BatchJob.status.in_(OPEN_JOB_STATUSES)
-    )
-    return list(session.scalars(query.order_by(BatchJob.id)))
+    query = select(Job.id).where(_owned_by(owner), Job.kind == JobKind.BATCH, Job.status.in_(OPEN_JOB_STATUSES))
+    return list(session.scalars(query.order_by(Job.id)))
 
 
 def _unfinished_items(session: Session, jobs: ColumnElement[bool]) -> int:
     query = (
         select(func.count())
-        .select_from(BatchItem)
-        .join(BatchJob, BatchJob.id == BatchItem.batch_id)
-        .where(jobs, BatchJob.status.in_(OPEN_JOB_STATUSES), BatchItem.status.in_(UNFINISHED_ITEM_STATUSES))
+        .select_from(JobItem)
+        .join(Job, Job.id == JobItem.job_id)
+        .where(jobs, Job.status.in_(OPEN_JOB_STATUSES), JobItem.status.in_(UNFINISHED_ITEM_STATUSES))
     )
     return session.execute(query).scalar_one()
 
@@ -117,15 +115,15 @@ def _retry_after(session: Session, owner: str | None, backlog: int) -> int:
     """Seconds until `backlog` of the owner's items should be done, at the rate its open jobs have finished
     items since they started (1 s to an hour)."""
     started, finished = session.execute(
-        select(func.min(BatchJob.started_at), func.count(BatchItem.id))
-        .select_from(BatchJob)
+        select(func.min(Job.started_at), func.count(JobItem.id))
+        .select_from(Job)
         .outerjoin(
-            BatchItem,
-            (BatchItem.batch_id == BatchJob.id)
-            & BatchItem.status.in_((ItemStatus.DONE, ItemStatus.FAILED))
-            & (BatchItem.finished_at >= BatchJob.started_at),
+            JobItem,
+            (JobItem.job_id == Job.id)
+            & JobItem.status.in_((ItemStatus.DONE, ItemStatus.FAILED))
+            & (JobItem.finished_at >= Job.started_at),
         )
-        .where(_owned_by(owner), BatchJob.status.in_(OPEN_JOB_STATUSES))
+        .where(_owned_by(owner), Job.status.in_(OPEN_JOB_STATUSES))
     ).one()
     elapsed = (utcnow() - started).total_seconds() if started is not None else 0.0
     if not finished or elapsed <= 0:

@@ -32,9 +32,11 @@ from app.services.population import (
     load_scored_population,
     require_scored,
 )
+from app.services.spaces import lookup_space
 from app.services.votes import VoteChoice, VoteRequest, check_vote_request, choose_vote, population_vote
 from scorers import get_proxy
 from scorers.evaluation import correlation_report
+from search_spaces import SPACES
 
 VOTE = "vote"
 # Bounds on an uncached correlation report (measured on NB201, docs in GET /v1/correlations): a request's
@@ -43,7 +45,6 @@ VOTE = "vote"
 MAX_BOOTSTRAP = 2000
 MAX_BOOTSTRAP_WORK = 1000 * (6_466 + 15_625) * 7
 EXPORT_FORMATS = ("csv", "naslib")
-NASLIB_SPACES = ("nb201",)
 
 
 @dataclass(frozen=True)
@@ -170,8 +171,12 @@ def export_population(
     fingerprint, its scores, timings and accuracy: cells, so a consumer can pick either unit."""
     if export_format not in EXPORT_FORMATS:
         raise InvalidInput("format", f"unknown export format {export_format!r}; known: {', '.join(EXPORT_FORMATS)}")
-    if export_format == "naslib" and space not in NASLIB_SPACES:
-        raise InvalidInput("format", f"NASLib's encoding covers {', '.join(NASLIB_SPACES)} only, not {space!r}")
+    searched = lookup_space(space)
+    if export_format == "naslib" and searched.naslib_encoding(searched.example) is None:
+        with_encoding = [name for name, known in SPACES.items() if known.naslib_encoding(known.example) is not None]
+        raise InvalidInput(
+            "format", f"NASLib has no encoding of {space} architectures; it has one for {', '.join(with_encoding)}"
+        )
     scored = load_scored_population(session, space, dataset, config, metric, source)
     population = scored.population
     columns = population.proxies if proxies is None else require_scored(population, proxies, scored.selection.config)
@@ -180,7 +185,7 @@ def export_population(
     if export_format == "csv":
         return ExportFile(export_csv(rows, columns), "text/csv", f"{stem}.csv")
     try:
-        document = export_naslib(rows, dataset)
+        document = export_naslib(rows, dataset, searched.naslib_encoding)
     except ValueError as error:
         raise InvalidInput("dataset", str(error)) from None
     return ExportFile(json.dumps(document, allow_nan=False), "application/json", f"{stem}.json")

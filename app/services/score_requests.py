@@ -12,19 +12,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import Database
-from app.db.models import Architecture, BatchItem, BatchJob, JobKind, JobStatus, Score, ScoringConfig
+from app.db.models import Architecture, Job, JobItem, JobKind, JobStatus, Score, ScoringConfig
 from app.services import jobs, quotas
 from app.services.configs import (
     ConfigOptions,
     check_model_memory,
+    check_supported_proxies,
     get_or_create_config,
-    validate_dataset,
+    model_options,
     validate_proxies,
+    validate_space_dataset,
 )
 from app.services.leaderboard import VoteStanding, stored_standing
 from app.services.quotas import ServerLimits
 from app.services.scores import stored_scores
-from app.services.spaces import ensure_space, get_or_create_architectures, normalise, space_module
+from app.services.spaces import ensure_space, get_or_create_architectures, lookup_space, normalise
 from app.services.votes import VoteRequest, checked_vote_request, with_named_voters
 
 if TYPE_CHECKING:
@@ -73,7 +75,7 @@ class ScoredArchitecture:
 class ScoreResult:
     """`job` computed the missing scores (None: every score was stored); `scored` is None while it runs."""
 
-    job: BatchJob | None
+    job: Job | None
     scored: ScoredArchitecture | None
 
 
@@ -81,13 +83,15 @@ def submit_score(runtime: Runtime, spec: ScoreSpec, limits: ServerLimits | None 
     """Validate without touching the database, then find every score stored or queue a job for the missing
     ones (and wake the dispatcher for it). `limits` are the server's: the model's memory (422) and the
     owner's quota of queued items (429), which a job counts toward like a batch."""
-    normalise(space_module(spec.space), spec.arch, "arch")
-    validate_dataset(spec.dataset)
+    normalise(lookup_space(spec.space), spec.arch, "arch")
+    validate_space_dataset(spec.space, spec.dataset)
+    model_options(spec.space, spec.options)
     vote = checked_vote_request(spec.vote, "vote")
-    proxies = with_named_voters(validate_proxies(spec.proxies), vote)
+    proxies = with_named_voters(validate_proxies(spec.proxies, space=spec.space), vote)
+    check_supported_proxies(proxies, spec.space, "vote", indexed=False)  # the voters the vote names
     if limits is not None:
-        check_model_memory(spec.dataset, spec.options, proxies, limits.max_model_memory_mb)
-    resolved = runtime.resolve(spec.dataset, spec.options)
+        check_model_memory(spec.dataset, spec.options, proxies, limits.max_model_memory_mb, spec.space)
+    resolved = runtime.resolve(spec.dataset, spec.options, space=spec.space)
 
     def find_or_queue(session: Session) -> SubmittedScore:
         if limits is not None:
@@ -125,7 +129,7 @@ def score_result(database: Database, submitted: SubmittedScore) -> ScoreResult:
         job = jobs.get_job(session, submitted.job_id)
         if job.status != JobStatus.DONE:
             return ScoreResult(job, None)
-        job_error = session.execute(select(BatchItem.error).where(BatchItem.batch_id == job.id)).scalar()
+        job_error = session.execute(select(JobItem.error).where(JobItem.job_id == job.id)).scalar()
         return ScoreResult(job, _scored(session, submitted, job_error))
 
 

@@ -2,8 +2,11 @@
 to score; an executor runs it somewhere (local processes, or actors of a Ray cluster) and answers through a
 `concurrent.futures.Future`."""
 
+import contextlib
+import threading
 from abc import ABC, abstractmethod
-from concurrent.futures import Future
+from collections import deque
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -102,3 +105,81 @@ class Executor(ABC):
     @abstractmethod
     def shutdown(self) -> None:
         """Stop all workers; unfinished futures fail with WorkerDied."""
+
+
+class QueuedExecutor(Executor):
+    """What both executors share: tasks wait in a queue that a supervisor thread hands to free workers, and a
+    broken or closed executor fails every task it holds or is given with WorkerDied, so the dispatcher hands
+    the items back instead of waiting on them forever."""
+
+    _supervisor: threading.Thread
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[ScoringTask, Future[TaskResult]]] = deque()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._failure: str | None = None  # why the supervisor stopped, once it failed
+
+    def submit(self, task: ScoringTask) -> "Future[TaskResult]":
+        future: Future[TaskResult] = Future()
+        task = self._prepare(task)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"the {self.kind} is shut down")
+            failure = self._failure
+            if failure is None:
+                self._queue.append((task, future))
+        if failure is not None:
+            future.set_exception(WorkerDied(failure))
+            return future
+        self._notify()
+        return future
+
+    @property
+    @abstractmethod
+    def kind(self) -> str:
+        """How messages name this executor, e.g. "worker pool"."""
+
+    def _prepare(self, task: ScoringTask) -> ScoringTask:
+        """The task as it should travel to a worker (the Ray executor moves its data to the object store)."""
+        return task
+
+    @abstractmethod
+    def _notify(self) -> None:
+        """Wake the supervisor: a task was queued or the executor is closing."""
+
+    def running(self) -> bool:
+        return not self._closed and self._failure is None and self._supervisor.is_alive()
+
+    def _supervisor_state(self) -> str:
+        if self._failure is not None:
+            return f"failed: {self._failure}"
+        if self._closed:
+            return "stopped"
+        return "running" if self._supervisor.is_alive() else "dead"
+
+    def _close(self) -> bool:
+        """Mark the executor closed and wake its supervisor; False when it already was."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._closed = True
+        self._notify()
+        return True
+
+    def _fail_queued(self, reason: str) -> None:
+        with self._lock:
+            abandoned = [future for _, future in self._queue]
+            self._queue.clear()
+        for future in abandoned:
+            fail_task(future, reason)
+
+
+def fail_task(future: "Future[TaskResult]", reason: str) -> None:
+    """Fail `future` with WorkerDied (retryable); one already settled or cancelled is left as it is."""
+    settle_error(future, WorkerDied(reason))
+
+
+def settle_error(future: "Future[TaskResult]", error: BaseException) -> None:
+    with contextlib.suppress(InvalidStateError):
+        future.set_exception(error)

@@ -10,15 +10,14 @@ import multiprocessing
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from app.workers.base import Executor, ScoringTask, TaskError, TaskResult, WorkerDied
+from app.workers.base import QueuedExecutor, ScoringTask, TaskError, TaskResult, WorkerDied, fail_task
 from app.workers.process import worker_main
 
 log = logging.getLogger("nasscore.pool")
@@ -87,18 +86,17 @@ def threads_per_worker(devices: Sequence[str]) -> int:
     return max(1, cores // max(1, len(devices)))
 
 
-class LocalPool(Executor):
+class LocalPool(QueuedExecutor):
+    kind = "worker pool"
+
     def __init__(self, devices: Sequence[str], threads: int | None = None) -> None:
         if not devices:
             raise ValueError("a local pool needs at least one worker device")
+        super().__init__()
         self._context = multiprocessing.get_context("spawn")
         self._threads = threads or threads_per_worker(devices)
         self._slots = [_Slot(f"worker-{index}", device) for index, device in enumerate(devices)]
-        self._queue: deque[tuple[ScoringTask, Future[TaskResult]]] = deque()
-        self._lock = threading.Lock()
         self._wake_reader, self._wake_writer = self._context.Pipe(duplex=False)
-        self._closed = False
-        self._failure: str | None = None  # why the supervisor stopped, once it failed
         for slot in self._slots:
             self._spawn(slot)
         self._supervisor = threading.Thread(target=self._supervise, name="nasscore-pool", daemon=True)
@@ -107,25 +105,6 @@ class LocalPool(Executor):
     @property
     def capacity(self) -> int:
         return len(self._slots)
-
-    def submit(self, task: ScoringTask) -> "Future[TaskResult]":
-        """Queue `task`. A broken pool answers with a future that has already failed (WorkerDied), so a caller
-        releases the work as it would after a crash instead of waiting on it."""
-        future: Future[TaskResult] = Future()
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the worker pool is shut down")
-            failure = self._failure
-            if failure is None:
-                self._queue.append((task, future))
-        if failure is not None:
-            future.set_exception(WorkerDied(failure))
-            return future
-        self._wake()
-        return future
-
-    def running(self) -> bool:
-        return not self._closed and self._failure is None and self._supervisor.is_alive()
 
     def alive(self) -> bool:
         return self.running() and all(s.process is not None and s.process.is_alive() for s in self._slots)
@@ -149,25 +128,15 @@ class LocalPool(Executor):
     def ready(self) -> bool:
         return self.alive() and all(s.ready for s in self._slots)
 
-    def _supervisor_state(self) -> str:
-        if self._failure is not None:
-            return f"failed: {self._failure}"
-        if self._closed:
-            return "stopped"
-        return "running" if self._supervisor.is_alive() else "dead"
-
     def shutdown(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        self._wake()
+        if not self._close():
+            return
         self._supervisor.join()
         for slot in self._slots:
             self._stop(slot)
         self._fail_queued("the worker pool shut down before running this task")
 
-    def _wake(self) -> None:
+    def _notify(self) -> None:
         with contextlib.suppress(OSError):
             self._wake_writer.send_bytes(b"!")
 
@@ -211,18 +180,11 @@ class LocalPool(Executor):
             self._failure = failure
         for slot in self._slots:
             if slot.current is not None:
-                _fail(slot.current[1], failure)
+                fail_task(slot.current[1], failure)
                 slot.current = None
         self._fail_queued(failure)
         for slot in self._slots:
             self._stop(slot)
-
-    def _fail_queued(self, reason: str) -> None:
-        with self._lock:
-            abandoned = [future for _, future in self._queue]
-            self._queue.clear()
-        for future in abandoned:
-            _fail(future, reason)
 
     def _waitables(self) -> list[Any]:
         waitables: list[Any] = [self._wake_reader]
@@ -295,12 +257,6 @@ class LocalPool(Executor):
             slot.process.kill()
             slot.process.join()
         if slot.current is not None:
-            _fail(slot.current[1], "the worker pool shut down while running this task")
+            fail_task(slot.current[1], "the worker pool shut down while running this task")
         slot.pipe().close()
         slot.process, slot.connection, slot.current = None, None, None
-
-
-def _fail(future: "Future[TaskResult]", reason: str) -> None:
-    """Fail `future` with WorkerDied; one its caller cancelled meanwhile is left as it is."""
-    with contextlib.suppress(InvalidStateError):
-        future.set_exception(WorkerDied(reason))

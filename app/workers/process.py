@@ -18,7 +18,10 @@ PARENT_CHECK_SECONDS = 1.0
 DEFAULT_OMP_WAIT_POLICY = "PASSIVE"
 
 
-class _WorkerState:
+class WorkerState:
+    """One scoring worker's device, torch threads and decoded calibration batches, kept between tasks. The
+    local pool's processes and the Ray executor's actors both score through it, so their results agree."""
+
     def __init__(self, name: str, device: str, threads: int) -> None:
         import torch
 
@@ -67,7 +70,7 @@ def worker_main(connection: Connection, name: str, device: str, threads: int, pa
     os.environ.setdefault("OMP_WAIT_POLICY", DEFAULT_OMP_WAIT_POLICY)  # read once, when torch loads below
     import app.workers.scoring  # noqa: F401  (torch, the proxies and the search spaces, loaded before the first task)
 
-    state = _WorkerState(name, device, threads)
+    state = WorkerState(name, device, threads)
     if not _send(connection, ("ready", name)):
         return
     while (task := _next_task(connection, parent_pid)) is not None:
@@ -86,7 +89,7 @@ def _next_task(connection: Connection, parent_pid: int) -> ScoringTask | None:
         return None
 
 
-def _run(state: _WorkerState, task: ScoringTask) -> tuple[str, Any]:
+def _run(state: WorkerState, task: ScoringTask) -> tuple[str, Any]:
     try:
         return "ok", state.run(task)
     except Exception as error:  # reported to the dispatcher as this item's error

@@ -22,14 +22,22 @@ import sys
 import tempfile
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.workers.base import CalibrationInput, Executor, ScoringTask, TaskError, TaskResult, WorkerDied
+from app.workers.base import (
+    CalibrationInput,
+    QueuedExecutor,
+    ScoringTask,
+    TaskError,
+    TaskResult,
+    fail_task,
+    settle_error,
+)
 
 if TYPE_CHECKING:
     from scorers.calibration import CalibrationBatch
@@ -112,9 +120,17 @@ class ActorPlan:
     device: str
 
 
-def plan_actors(device: str, workers: int, workers_per_gpu: int, cpus_per_actor: float, cluster_gpus: int) -> ActorPlan:
-    """`workers_per_gpu` actors per GPU of the cluster (for auto and cuda; Ray gives each its own GPU, which it
-    sees as cuda:0), or `workers` CPU actors (cpu, or auto on a cluster without GPUs)."""
+def plan_actors(
+    device: str,
+    workers: int,
+    workers_per_gpu: int,
+    cpus_per_actor: float,
+    cluster_gpus: int,
+    gpu_share: int | None = None,
+) -> ActorPlan:
+    """`workers_per_gpu` actors per GPU of the cluster, or of this replica's `gpu_share` of it (for auto and
+    cuda; Ray gives each its own GPU, which it sees as cuda:0), or `workers` CPU actors (cpu, or auto on a
+    cluster without GPUs)."""
     name = device.strip().lower()
     if name == "cpu" or (name == "auto" and cluster_gpus == 0):
         return ActorPlan(workers, cpus_per_actor, 0.0, "cpu")
@@ -124,7 +140,8 @@ def plan_actors(device: str, workers: int, workers_per_gpu: int, cpus_per_actor:
         raise ValueError(f"device {device!r}: Ray assigns each actor its GPU; use auto, cuda or cpu")
     if name not in ("auto", "cuda"):
         raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda")
-    return ActorPlan(cluster_gpus * workers_per_gpu, cpus_per_actor, 1.0 / workers_per_gpu, "cuda:0")
+    gpus = cluster_gpus if gpu_share is None else min(gpu_share, cluster_gpus)
+    return ActorPlan(gpus * workers_per_gpu, cpus_per_actor, 1.0 / workers_per_gpu, "cuda:0")
 
 
 @dataclass(frozen=True)
@@ -150,9 +167,9 @@ class ScoringActor:
 
         os.environ.setdefault("OMP_WAIT_POLICY", DEFAULT_OMP_WAIT_POLICY)  # read once, when torch loads below
         import app.workers.scoring  # noqa: F401  (torch, the proxies and the search spaces, loaded before `describe`)
-        from app.workers.process import _WorkerState
+        from app.workers.process import WorkerState
 
-        self._state = _WorkerState(name, device, threads)
+        self._state = WorkerState(name, device, threads)
 
     def describe(self) -> dict[str, Any]:
         import ray
@@ -179,7 +196,9 @@ class _Actor:
     restarts: int = 0
 
 
-class RayExecutor(Executor):
+class RayExecutor(QueuedExecutor):
+    kind = "Ray executor"
+
     def __init__(
         self,
         *,
@@ -189,17 +208,19 @@ class RayExecutor(Executor):
         workers_per_gpu: int,
         cpus_per_actor: float,
         home: Path,
+        gpu_share: int | None = None,
     ) -> None:
         """Connect to the cluster at `address`, or start a local instance sized for the actors (or use the
         Ray instance this process is already connected to), and launch the actors."""
         require_ray()
+        super().__init__()
         self._started_ray = not _connected_to_ray()
         self._started_local = self._started_ray and address is None
         if self._started_local:
             from app.workers.local import visible_cuda_devices
 
             gpus = visible_cuda_devices()
-            plan = plan_actors(device, workers, workers_per_gpu, cpus_per_actor, gpus)
+            plan = plan_actors(device, workers, workers_per_gpu, cpus_per_actor, gpus, gpu_share)
             start_local_ray(max(1, math.ceil(plan.count * plan.cpus)), gpus, local_temp_dir(home))
         import ray
 
@@ -208,7 +229,7 @@ class RayExecutor(Executor):
             ray.init(address=address, log_to_driver=False)
         try:
             cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
-            self._plan = plan_actors(device, workers, workers_per_gpu, cpus_per_actor, cluster_gpus)
+            self._plan = plan_actors(device, workers, workers_per_gpu, cpus_per_actor, cluster_gpus, gpu_share)
         except Exception:
             self._disconnect()
             raise
@@ -216,12 +237,8 @@ class RayExecutor(Executor):
         self._threads = max(1, int(self._plan.cpus))
         self._actor_class = ray.remote(ScoringActor)
         self._actors = [_Actor(f"ray-actor-{index}") for index in range(self._plan.count)]
-        self._queue: deque[tuple[ScoringTask, Future[TaskResult]]] = deque()
         self._stored: OrderedDict[str, StoredCalibration] = OrderedDict()
-        self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._closed = False
-        self._failure: str | None = None
         for actor in self._actors:
             self._launch(actor)
         self._supervisor = threading.Thread(target=self._supervise, name="nasscore-ray", daemon=True)
@@ -233,24 +250,6 @@ class RayExecutor(Executor):
         with self._lock:
             return sum(1 for actor in self._actors if actor.state == READY)
 
-    def submit(self, task: ScoringTask) -> "Future[TaskResult]":
-        future: Future[TaskResult] = Future()
-        task = dataclasses.replace(task, calibration=self._store(task.calibration))
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the Ray executor is shut down")
-            failure = self._failure
-            if failure is None:
-                self._queue.append((task, future))
-        if failure is not None:
-            future.set_exception(WorkerDied(failure))
-            return future
-        self._assign_tasks()
-        return future
-
-    def running(self) -> bool:
-        return not self._closed and self._failure is None and self._supervisor.is_alive()
-
     def alive(self) -> bool:
         """Running, with an actor up or starting for every planned one."""
         with self._lock:
@@ -259,9 +258,9 @@ class RayExecutor(Executor):
 
     def ready(self) -> bool:
         """On its own local instance: running with at least one actor warm. On a shared cluster: running.
-        There, actors may wait for resources that another API replica's actors hold (a replica plans one
-        actor per GPU of the whole cluster), or for a node being added; the replicas share one queue, so
-        every one of them takes requests meanwhile, and its health lists its actors' states."""
+        There, actors may wait for resources that another API replica's actors hold (a replica without
+        `--ray-gpus` plans actors for every GPU of the cluster), or for a node being added; the replicas share
+        one queue, so every one of them takes requests meanwhile, and its health lists its actors' states."""
         return self.running() and (self.capacity > 0 or not self._started_local)
 
     def health(self) -> dict[str, Any]:
@@ -294,23 +293,13 @@ class RayExecutor(Executor):
                 ],
             }
 
-    def _supervisor_state(self) -> str:
-        if self._failure is not None:
-            return f"failed: {self._failure}"
-        if self._closed:
-            return "stopped"
-        return "running" if self._supervisor.is_alive() else "dead"
-
     def shutdown(self) -> None:
         """Kill the actors (their running tasks fail with WorkerDied), and stop the local Ray instance or
         leave the cluster if this executor started or joined it."""
         import ray
 
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        self._wake.set()
+        if not self._close():
+            return
         self._supervisor.join()
         self._stop_actors("the Ray executor shut down while running this task")
         self._fail_queued("the Ray executor shut down before running this task")
@@ -324,6 +313,12 @@ class RayExecutor(Executor):
 
         if self._started_ray:
             ray.shutdown()
+
+    def _notify(self) -> None:
+        self._wake.set()
+
+    def _prepare(self, task: ScoringTask) -> ScoringTask:
+        return dataclasses.replace(task, calibration=self._store(task.calibration))
 
     def _store(self, calibration: CalibrationInput) -> CalibrationInput:
         """The batch with its bytes in the object store (put once per key); a synthetic recipe as it is."""
@@ -362,7 +357,7 @@ class RayExecutor(Executor):
             actor.handle, actor.state, actor.info, actor.current = handle, STARTING, {}, None
             generation = actor.generation
         if held is not None:
-            _fail(held[1], f"Ray actor {actor.name} was replaced while scoring {held[0]}")
+            fail_task(held[1], f"Ray actor {actor.name} was replaced while scoring {held[0]}")
         if old is not None:
             with contextlib.suppress(Exception):
                 ray.kill(old, no_restart=True)
@@ -411,9 +406,9 @@ class RayExecutor(Executor):
             with contextlib.suppress(InvalidStateError):  # shutdown or a replacement failed it meanwhile
                 future.set_result(done.result())
         elif isinstance(error, RayTaskError):
-            _settle_error(future, TaskError(f"{type(error.cause).__name__}: {error.cause}"))
+            settle_error(future, TaskError(f"{type(error.cause).__name__}: {error.cause}"))
         else:
-            _fail(future, f"Ray actor {actor.name} ({where}) died scoring {arch}: {_reason(error)}")
+            fail_task(future, f"Ray actor {actor.name} ({where}) died scoring {arch}: {_reason(error)}")
         self._wake.set()
 
     def _supervise(self) -> None:
@@ -463,17 +458,10 @@ class RayExecutor(Executor):
             for actor in self._actors:
                 actor.current, actor.handle, actor.state = None, None, LOST
         for _, future in held:
-            _fail(future, reason)
+            fail_task(future, reason)
         for handle in handles:
             with contextlib.suppress(Exception):
                 ray.kill(handle, no_restart=True)
-
-    def _fail_queued(self, reason: str) -> None:
-        with self._lock:
-            abandoned = [future for _, future in self._queue]
-            self._queue.clear()
-        for future in abandoned:
-            _fail(future, reason)
 
 
 def _where(actor: _Actor) -> str:
@@ -488,13 +476,3 @@ def _reason(error: BaseException | None) -> str:
         return "unknown"
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-
-
-def _fail(future: "Future[TaskResult]", reason: str) -> None:
-    _settle_error(future, WorkerDied(reason))
-
-
-def _settle_error(future: "Future[TaskResult]", error: BaseException) -> None:
-    """Fail `future` unless shutdown or a replacement already failed it."""
-    with contextlib.suppress(InvalidStateError):
-        future.set_exception(error)

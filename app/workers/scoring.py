@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from scorers import ProxyResult, score_model_detailed
-from search_spaces import SPACES
+from search_spaces import DEFAULT_SPACE, get_space
 
 # Weight initialisation schemes a model can be built with: PyTorch's layer defaults, drawn from the seed.
 INIT_SCHEMES = ("default",)
@@ -25,11 +25,17 @@ def score_architecture(
     model_params: Mapping[str, Any] | None = None,
     init: str = "default",
 ) -> dict[str, ProxyResult]:
-    """Build `arch` with weights drawn from `seed` by the `init` scheme on `device` and score it on the given
-    batch. An unknown scheme raises instead of falling back to the default: the scheme is part of a
-    configuration's fingerprint, so scores stored under it must have been computed with it."""
+    """Build `arch` of the search space `space` with weights drawn from `seed` by the `init` scheme on
+    `device` and score it on the given batch. `model_params` are the configuration's (the dataset's
+    `num_classes` and the space's options; any space but NB201 also names itself under "space"). An unknown
+    scheme, or a configuration of another space, raises instead of falling back to a default: both are part
+    of a configuration's fingerprint, so scores stored under it must have been computed with them."""
     if init not in INIT_SCHEMES:
         raise ValueError(f"unknown init scheme {init!r}; models are built with: {', '.join(INIT_SCHEMES)}")
+    params = dict(model_params or {})
+    configured = params.pop("space", DEFAULT_SPACE)
+    if configured != space:
+        raise ValueError(f"a configuration of {configured} networks cannot score a {space} architecture")
     torch.manual_seed(seed)
-    model = SPACES[space].build_model(arch, **(model_params or {})).to(device)
+    model = get_space(space).build_model(arch, **params).to(device)
     return score_model_detailed(model, inputs.to(device), targets.to(device), proxies)

@@ -52,7 +52,7 @@ class Cell:
 ArchLike = str | Sequence[str] | Cell
 
 
-def parse(arch: ArchLike) -> Cell:
+def parse(arch: object) -> Cell:
     """A `Cell` from the benchmark string, a list/tuple of 6 operation names in `EDGES` order, or a `Cell`.
 
     Raises ValueError naming the offending token, where it is, and what was expected: the message is

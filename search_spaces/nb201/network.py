@@ -8,7 +8,7 @@ default initialisation are used, so any model tooling applies.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +17,9 @@ from search_spaces.nb201.cell import EDGES, OUTPUT_NODE, ArchLike, Cell, live_ed
 
 # One computed node: (node, ((edge index, input node, is skip_connect), ...)).
 NodePlan = tuple[int, tuple[tuple[int, int, bool], ...]]
+# The largest cell of NB201: every edge a 3x3 convolution (a memory bound from it holds for every cell).
+WIDEST_CELL = ("nor_conv_3x3",) * len(EDGES)
+_EDGE_CONV_KERNELS = {"nor_conv_3x3": 3, "nor_conv_1x1": 1}
 
 
 class Zero(nn.Module):
@@ -169,3 +172,35 @@ def _sum_terms(terms: list[Tensor]) -> Tensor:
     for term in terms[2:]:
         total += term
     return total
+
+
+def parameter_count(ops: Sequence[str], num_classes: int, channels: int, cells_per_stage: int) -> int:
+    """Parameters of the network of the cell `ops` (its six edges in order), as `build_model` lays it out:
+    convolutions without bias, affine BatchNorms. Computed, not built, for the service's memory bound."""
+    count = 3 * 9 * channels + 2 * channels  # stem: 3x3 conv and BatchNorm
+    for stage in range(3):
+        width = channels * 2**stage
+        if stage:  # the residual reduction from width / 2: two 3x3 ReLUConvBNs and a 1x1 shortcut conv
+            half = width // 2
+            count += 9 * half * width + 2 * width + 9 * width * width + 2 * width + half * width
+        edges = sum(_EDGE_CONV_KERNELS[op] ** 2 * width * width + 2 * width for op in ops if op in _EDGE_CONV_KERNELS)
+        count += cells_per_stage * edges
+    width = 4 * channels
+    return count + 2 * width + width * num_classes + num_classes  # last BatchNorm and the classifier
+
+
+def saved_activations(batch_size: int, image_size: int, channels: int, cells_per_stage: int) -> int:
+    """Floats one forward of the widest network saves for backward: per 3x3-conv edge its ReLU's output and
+    its convolution's output; per residual reduction the same for its two convolutions, plus the block's
+    input (for the shortcut's pooling) and the pooled shortcut; the stem's input and convolution output; the
+    final BatchNorm's input and ReLU's output."""
+    sizes = [image_size, (image_size + 1) // 2, (image_size + 3) // 4]  # stride-2 convolutions round up
+    maps = 3 * sizes[0] ** 2 + channels * sizes[0] ** 2  # stem
+    for stage, size in enumerate(sizes):
+        width = channels * 2**stage
+        if stage:
+            half, previous = width // 2, sizes[stage - 1]
+            maps += 2 * half * previous**2 + 3 * width * size**2 + half * (previous // 2) ** 2
+        maps += cells_per_stage * 2 * len(WIDEST_CELL) * width * size**2
+    last = 4 * channels * sizes[2] ** 2
+    return batch_size * (maps + 2 * last)

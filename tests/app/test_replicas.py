@@ -22,16 +22,16 @@ from conftest import (
     TINY_CONFIG,
     PostgresServer,
     ServerProcess,
-    free_port,
     one_cell_per_class,
     print_figures,
+    server_process_env,
     wait_for_batch,
     wait_until,
 )
 from sqlalchemy import func, select
 
 from app.db import Database
-from app.db.models import BatchItem, ItemStatus, Score
+from app.db.models import ItemStatus, JobItem, Score
 from scorers import DEFAULT_PROXIES
 
 pytestmark = pytest.mark.postgres
@@ -54,24 +54,12 @@ def shared_database(postgres_server: PostgresServer) -> Iterator[Database]:
     database.dispose()
 
 
-def _replica_env(database: Database, home: Path) -> dict[str, str]:
-    return os.environ | {
-        "NASSCORE_HOME": str(home),
-        "NASSCORE_DATABASE_URL": database.url,
-        "NASSCORE_PORT": str(free_port()),
-        "NASSCORE_WORKERS": "1",
-        "NASSCORE_POLL_SECONDS": "0.1",
-        "NASSCORE_LEASE_SECONDS": str(LEASE_SECONDS),
-        "NASSCORE_LOG_LEVEL": "warning",
-    }
-
-
 @pytest.fixture
 def replicas(shared_database: Database, tmp_path: Path) -> Iterator[list[tuple[ServerProcess, httpx.Client]]]:
     """Two servers on the shared database, both ready; any group a failed test left running is killed after."""
     started = []
     for name in ("first", "second"):
-        env = _replica_env(shared_database, tmp_path / name)
+        env = server_process_env(shared_database.url, tmp_path / name, LEASE_SECONDS)
         client = httpx.Client(base_url=f"http://127.0.0.1:{env['NASSCORE_PORT']}", timeout=60)
         started.append((ServerProcess(env, tmp_path / f"{name}.log"), client))
     try:
@@ -102,22 +90,22 @@ def _wait_serving(server: ServerProcess, client: httpx.Client) -> None:
 def _running_owners(database: Database, batch_id: int) -> dict[int, str]:
     """The batch's running items and the dispatcher holding each."""
     with database.read_session() as session:
-        query = select(BatchItem.id, BatchItem.claimed_by).where(
-            BatchItem.batch_id == batch_id, BatchItem.status == ItemStatus.RUNNING
+        query = select(JobItem.id, JobItem.claimed_by).where(
+            JobItem.job_id == batch_id, JobItem.status == ItemStatus.RUNNING
         )
         return {item_id: owner for item_id, owner in session.execute(query)}
 
 
 def _attempts(database: Database, batch_id: int) -> dict[int, tuple[str, int]]:
     with database.read_session() as session:
-        query = select(BatchItem.id, BatchItem.status, BatchItem.attempts).where(BatchItem.batch_id == batch_id)
+        query = select(JobItem.id, JobItem.status, JobItem.attempts).where(JobItem.job_id == batch_id)
         return {item_id: (status, attempts) for item_id, status, attempts in session.execute(query)}
 
 
 def _finish_times(database: Database, batch_id: int) -> dict[int, float]:
     with database.read_session() as session:
-        query = select(BatchItem.id, BatchItem.finished_at).where(
-            BatchItem.batch_id == batch_id, BatchItem.finished_at.is_not(None)
+        query = select(JobItem.id, JobItem.finished_at).where(
+            JobItem.job_id == batch_id, JobItem.finished_at.is_not(None)
         )
         return {item_id: finished_at.timestamp() for item_id, finished_at in session.execute(query)}
 
@@ -190,9 +178,9 @@ def test_two_api_processes_share_a_batch_and_the_survivor_finishes_it(
         scores_per_item = (
             session.execute(
                 select(func.count(Score.id))
-                .join(BatchItem, BatchItem.architecture_id == Score.architecture_id)
-                .where(BatchItem.batch_id == batch_id)
-                .group_by(BatchItem.id)
+                .join(JobItem, JobItem.architecture_id == Score.architecture_id)
+                .where(JobItem.job_id == batch_id)
+                .group_by(JobItem.id)
             )
             .scalars()
             .all()

@@ -175,3 +175,18 @@ def test_cuda_forward_matches_cpu():
     on_device = model.cuda()(inputs.cuda())
     assert on_device.device.type == "cuda"
     torch.testing.assert_close(on_device.cpu(), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_parameter_counts_and_module_names_are_xautodls_tiny_network() -> None:
+    """Against the reference implementation itself (xautodl's `TinyNetwork`, the "infer.tiny" model; a
+    test-only dependency, see the Makefile): equal parameter counts, and its state dict loads strictly."""
+    xautodl_models = pytest.importorskip("xautodl.models", reason="xautodl is a test dependency (see the Makefile)")
+    from xautodl.config_utils import dict2config
+    from xautodl.models.cell_searchs.genotypes import Structure
+
+    for arch in [ALL_NONE, ALL_CONV, README_CELL, *nb201.all_archs()[::1601]]:
+        config = {"name": "infer.tiny", "C": 8, "N": 2, "genotype": Structure.str2structure(arch), "num_classes": 10}
+        reference = xautodl_models.get_cell_based_tiny_net(dict2config(config, None))
+        ours = nb201.build_model(arch, 10, channels=8, cells_per_stage=2)
+        assert parameter_count(ours) == parameter_count(reference), arch
+        ours.load_state_dict(reference.state_dict(), strict=True)

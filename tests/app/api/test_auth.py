@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from app.api.auth import auth_summary
 from app.db import Database
-from app.db.models import BatchJob, Observation
+from app.db.models import Job, Observation
 from app.services.keys import Scope, create_key, new_token, revoke_key, token_sha256
 from app.settings import Settings
 
@@ -39,7 +39,7 @@ class KeyedService:
     def stored(self) -> tuple[int, int]:
         """How many batch jobs (score jobs included) and observations the database holds."""
         with self.database.read_session() as session:
-            jobs = session.scalar(select(func.count()).select_from(BatchJob))
+            jobs = session.scalar(select(func.count()).select_from(Job))
             observations = session.scalar(select(func.count()).select_from(Observation))
         return int(jobs or 0), int(observations or 0)
 
@@ -141,7 +141,7 @@ def test_only_the_owner_or_an_admin_cancels_a_batch(keyed: KeyedService) -> None
     started = _start_batch(keyed, "alice", seed=11)
     assert started["owner"] == "alice"
     with keyed.database.read_session() as session:
-        assert session.get_one(BatchJob, started["id"]).owner == "alice"
+        assert session.get_one(Job, started["id"]).owner == "alice"
     url = started["url"]
 
     assert client.delete(url).status_code == 401

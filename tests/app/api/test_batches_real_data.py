@@ -11,7 +11,7 @@ from conftest import ALL_NONE, LiveServer, wait_for_batch
 from sqlalchemy import func, select
 
 from app.db import Database
-from app.db.models import Architecture, BatchItem, Score, ScoringConfig
+from app.db.models import Architecture, JobItem, Score, ScoringConfig
 from search_spaces import nb201
 
 PROXIES = ("snip", "grasp", "synflow")
@@ -60,7 +60,7 @@ def test_batch_of_real_cells_is_scored_once_per_architecture_config_proxy(
                 .join(Score, Score.architecture_id == Architecture.id)
                 .where(Score.config_id == config.id, Architecture.arch.in_(archs))
             ).all()
-            items = session.execute(select(BatchItem).where(BatchItem.batch_id == final["id"])).scalars().all()
+            items = session.execute(select(JobItem).where(JobItem.job_id == final["id"])).scalars().all()
     finally:
         database.dispose()
     scores: dict[str, dict[str, Score]] = defaultdict(dict)

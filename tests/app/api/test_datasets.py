@@ -28,8 +28,8 @@ from app.db import Database
 from app.db.migrations import upgrade
 from app.db.models import (
     Architecture,
-    BatchItem,
     CalibrationSet,
+    JobItem,
     Score,
     ScoringConfig,
     SearchSpace,
@@ -129,7 +129,7 @@ def test_cli_batch_and_server_share_one_queue(database_url: str, tmp_path: Path,
     database = Database(database_url)
     try:
         with database.read_session() as session:
-            statuses = session.execute(select(BatchItem.status, func.count()).group_by(BatchItem.status)).all()
+            statuses = session.execute(select(JobItem.status, func.count()).group_by(JobItem.status)).all()
             assert dict(statuses) == {"done": 8}
             config = session.execute(select(ScoringConfig)).scalar_one()
             expected = read_image_set("cifar10", cifar10_npz).select(TINY_CONFIG["batch_size"], "random", 0)

@@ -10,7 +10,8 @@ import pytest
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter
 
-from app.api import create_app, routes
+from app.api import routes
+from app.api.app import create_app
 from app.api.schemas import BatchRequest, ErrorResponse, ObservationIn, ScoreRequest
 
 SCHEMA = create_app().openapi()

@@ -27,7 +27,7 @@ from schemathesis.engine.recorder import ScenarioRecorder
 from sqlalchemy import func, select
 
 from app.db import Database
-from app.db.models import BatchJob, Observation
+from app.db.models import Job, Observation
 
 SEED = 11
 # Random requests per operation in the fuzzing phase (the examples and coverage phases add their own,
@@ -213,7 +213,7 @@ def _stored(server: LiveServer) -> dict[str, int | None]:
     try:
         with database.read_session() as session:
             return {
-                "batches": session.scalar(select(func.count()).select_from(BatchJob)),
+                "batches": session.scalar(select(func.count()).select_from(Job)),
                 "observations": session.scalar(select(func.count()).select_from(Observation)),
             }
     finally:

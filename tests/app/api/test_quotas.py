@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 
 from app.api.rate_limit import SlidingWindowLimiter
 from app.db import Database
-from app.db.models import BatchItem, BatchJob, ItemStatus, utcnow
+from app.db.models import ItemStatus, Job, JobItem, utcnow
 from app.runtime import Runtime
 from app.services import batches
 from app.services.batches import ArchitectureSelection, BatchSpec
@@ -52,12 +52,12 @@ class QuotaService:
     def unfinished(self, owner: str) -> tuple[int, int]:
         """The owner's jobs, and its unfinished items across them."""
         with self.database.read_session() as session:
-            jobs = session.scalar(select(func.count()).select_from(BatchJob).where(BatchJob.owner == owner))
+            jobs = session.scalar(select(func.count()).select_from(Job).where(Job.owner == owner))
             items = session.scalar(
                 select(func.count())
-                .select_from(BatchItem)
-                .join(BatchJob, BatchJob.id == BatchItem.batch_id)
-                .where(BatchJob.owner == owner, BatchItem.status.in_((ItemStatus.PENDING, ItemStatus.RUNNING)))
+                .select_from(JobItem)
+                .join(Job, Job.id == JobItem.job_id)
+                .where(Job.owner == owner, JobItem.status.in_((ItemStatus.PENDING, ItemStatus.RUNNING)))
             )
         return int(jobs or 0), int(items or 0)
 
@@ -177,7 +177,7 @@ def test_anonymous_clients_share_one_quota_and_each_key_has_its_own(runtime: Run
     assert "clients without a key (together) have 1 unfinished batches" in refused.value.message
     _local_batch(runtime, "erin", 4, seed=11, limits=limits)
     with runtime.database.read_session() as session:
-        assert session.scalar(select(func.count()).select_from(BatchJob).where(BatchJob.owner.is_(None))) == 1
+        assert session.scalar(select(func.count()).select_from(Job).where(Job.owner.is_(None))) == 1
 
 
 def test_concurrent_batches_of_one_owner_in_process(runtime: Runtime) -> None:
@@ -200,7 +200,7 @@ def test_concurrent_batches_of_one_owner_in_process(runtime: Runtime) -> None:
         thread.join()
     assert sorted(outcomes) == ["batches"] * 5 + ["created"] * 3
     with runtime.database.read_session() as session:
-        assert session.scalar(select(func.count()).select_from(BatchJob).where(BatchJob.owner == "frank")) == 3
+        assert session.scalar(select(func.count()).select_from(Job).where(Job.owner == "frank")) == 3
 
 
 def test_retry_after_follows_the_rate_at_which_the_owners_items_finish(runtime: Runtime) -> None:
@@ -208,10 +208,10 @@ def test_retry_after_follows_the_rate_at_which_the_owners_items_finish(runtime: 
     job_id = _local_batch(runtime, "grace", 20, seed=300, limits=limits)
     started = utcnow() - timedelta(seconds=100)
     with runtime.database.session() as session:  # 10 of its items finished since it started
-        session.execute(update(BatchJob).where(BatchJob.id == job_id).values(started_at=started))
-        done = select(BatchItem.id).where(BatchItem.batch_id == job_id).limit(10).scalar_subquery()
+        session.execute(update(Job).where(Job.id == job_id).values(started_at=started))
+        done = select(JobItem.id).where(JobItem.job_id == job_id).limit(10).scalar_subquery()
         session.execute(
-            update(BatchItem).where(BatchItem.id.in_(done)).values(status=ItemStatus.DONE, finished_at=utcnow())
+            update(JobItem).where(JobItem.id.in_(done)).values(status=ItemStatus.DONE, finished_at=utcnow())
         )
     elapsed_before = (utcnow() - started).total_seconds()
     with pytest.raises(TooManyRequests) as refused:

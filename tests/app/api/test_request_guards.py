@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from app.api.limits import MAX_JSON_DEPTH, json_depth
 from app.db import Database
-from app.db.models import BatchJob, Observation
+from app.db.models import Job, Observation
 
 LISTED_ORIGIN = "https://lab.example"
 OTHER_ORIGIN = "https://evil.example"
@@ -37,7 +37,7 @@ class GuardedService:
     def stored(self) -> tuple[int, int]:
         """How many batch jobs (score jobs included) and observations the database holds."""
         with self.database.read_session() as session:
-            jobs = session.scalar(select(func.count()).select_from(BatchJob))
+            jobs = session.scalar(select(func.count()).select_from(Job))
             observations = session.scalar(select(func.count()).select_from(Observation))
         return int(jobs or 0), int(observations or 0)
 

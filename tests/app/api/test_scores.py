@@ -34,7 +34,7 @@ def _score(client: httpx.Client, arch: object, **extra: object) -> httpx.Respons
         ({"arch": README_CELL, "dataset": "mnist"}, "dataset", 422),
         ({"arch": README_CELL, "proxies": ["snip", "no_such_proxy"]}, "proxies[1]", 422),
         ({"arch": README_CELL, "proxies": []}, "proxies", 422),
-        ({"arch": README_CELL, "space": "darts"}, "space", 422),
+        ({"arch": README_CELL, "space": "nb999"}, "space", 422),
         ({"arch": README_CELL, "config": {"batch_size": 0}}, "config.batch_size", 422),
         ({"arch": README_CELL, "config": {"sampling": "sorted"}}, "config.sampling", 422),
         ({"arch": README_CELL, "config": {"data": "/etc/passwd"}}, "config.data", 422),

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 from app.db import Database
 from app.db.migrations import current_revision, head_revision
-from app.db.models import Architecture, BatchItem, BatchJob, Observation, Score
+from app.db.models import Architecture, Job, JobItem, Observation, Score
 from app.settings import Settings
 from scorers import DEFAULT_PROXIES
 
@@ -137,11 +137,11 @@ def test_local_batch_survives_ctrl_c_and_resumes(sqlite_url: str, tmp_path: Path
     database = Database(sqlite_url)
     try:
         with database.read_session() as session:
-            assert session.execute(select(func.count()).select_from(BatchJob)).scalar_one() == 1
+            assert session.execute(select(func.count()).select_from(Job)).scalar_one() == 1
             per_arch = (
                 session.execute(
                     select(func.count(Score.id))
-                    .join(BatchItem, BatchItem.architecture_id == Score.architecture_id)
+                    .join(JobItem, JobItem.architecture_id == Score.architecture_id)
                     .group_by(Score.architecture_id)
                 )
                 .scalars()

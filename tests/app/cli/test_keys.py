@@ -19,7 +19,7 @@ from conftest import (
 from sqlalchemy import select
 
 from app.db import Database
-from app.db.models import ApiKey, BatchJob, Observation
+from app.db.models import ApiKey, Job, Observation
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -142,7 +142,7 @@ def test_server_modes_send_nasscore_api_key(tmp_path: Path) -> None:
     database = Database(url)
     try:
         with database.read_session() as session:
-            assert session.scalars(select(BatchJob.owner)).all() == ["ci"]
+            assert session.scalars(select(Job.owner)).all() == ["ci"]
             assert len(session.scalars(select(Observation)).all()) == 1
     finally:
         database.dispose()

@@ -1,6 +1,8 @@
 """The migrations are the schema: on SQLite and on PostgreSQL they must produce exactly the ORM's tables,
 and the database itself must enforce the uniqueness the service relies on."""
 
+from typing import Any
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -15,7 +17,7 @@ from app.db.migrations import (
     require_current,
     upgrade,
 )
-from app.db.models import Architecture, Base, Score, ScoringConfig, SearchSpace, UtcDateTime, utcnow
+from app.db.models import Architecture, Base, Job, JobItem, Score, ScoringConfig, SearchSpace, UtcDateTime, utcnow
 
 
 def _schema_diff(database: Database) -> list:
@@ -143,5 +145,72 @@ def test_the_calibration_kind_is_backfilled_from_the_columns_it_replaces(databas
         assert {fingerprint.rstrip("0"): legacy for fingerprint, legacy in flags} == {
             kind: values["legacy"] for kind, values in made.items()
         }
+    finally:
+        database.dispose()
+
+
+# The tables as revision 0004 left them, written without the ORM (whose names are revision 0005's).
+ARCHITECTURES_0004 = table("architectures", *(column(name) for name in ("id", "space_id", "arch", "canonical_key")))
+CONFIGS_0004 = table(
+    "scoring_configs",
+    *(column(name) for name in ("id", "fingerprint", "dataset", "data_source", "calibration_kind")),
+    *(column(name) for name in ("batch_size", "sampling", "seed", "init", "proxy_version")),
+    column("model_params", JSON()),
+    column("created_at", UtcDateTime()),
+)
+JOBS_0004 = table(
+    "batch_jobs",
+    *(column(name) for name in ("id", "kind", "space_id", "config_id", "spec_key", "status", "priority", "total")),
+    column("proxies", JSON()),
+    column("created_at", UtcDateTime()),
+)
+ITEMS_0004 = table(
+    "batch_items", *(column(name) for name in ("id", "batch_id", "architecture_id", "status", "attempts"))
+)
+
+
+def _queued_batch_at_0004(session: Any) -> tuple[int, int]:
+    """A running batch (id 7) of two pending items (ids 40, 41); returns its space and configuration ids."""
+    space = session.execute(insert(SearchSpace).values(name="nb201").returning(SearchSpace.id)).scalar_one()
+    archs = [
+        session.execute(
+            insert(ARCHITECTURES_0004)
+            .values(space_id=space, arch=f"a{n}", canonical_key=f"k{n}")
+            .returning(ARCHITECTURES_0004.c.id)
+        ).scalar_one()
+        for n in range(2)
+    ]
+    config_values = {"fingerprint": "f" * 64, "dataset": "cifar10", "data_source": "synthetic|cifar10"}
+    config_values |= {"calibration_kind": "synthetic", "batch_size": 8, "sampling": "random", "seed": 0}
+    config_values |= {"init": "default", "proxy_version": "1", "model_params": {}, "created_at": utcnow()}
+    config = session.execute(insert(CONFIGS_0004).values(**config_values).returning(CONFIGS_0004.c.id)).scalar_one()
+    job = {"kind": "batch", "space_id": space, "config_id": config, "spec_key": "s", "priority": 0, "total": 2}
+    session.execute(insert(JOBS_0004).values(id=7, status="running", proxies=[], created_at=utcnow(), **job))
+    for item_id, arch in zip((40, 41), archs, strict=True):
+        item = {"id": item_id, "batch_id": 7, "architecture_id": arch, "status": "pending", "attempts": 0}
+        session.execute(insert(ITEMS_0004).values(**item))
+    return space, config
+
+
+def test_jobs_and_their_items_keep_their_ids_under_the_new_names(database_url: str) -> None:
+    """Revision 0005 moves `batch_jobs`/`batch_items` to `jobs`/`job_items` with every row and id (a batch's
+    URL stays valid), new jobs continue after the copied ids, and going back restores the old tables."""
+    upgrade(database_url, "0004")
+    database = Database(database_url)
+    try:
+        with database.session() as session:
+            space, config = _queued_batch_at_0004(session)
+        upgrade(database_url)
+        with database.session() as session:
+            assert session.execute(select(Job.id, Job.status)).all() == [(7, "running")]
+            assert sorted(session.execute(select(JobItem.id, JobItem.job_id)).all()) == [(40, 7), (41, 7)]
+            fresh = Job(kind="score", space_id=space, config_id=config, proxies=[], spec_key="t", total=1)
+            session.add(fresh)
+            session.flush()
+            assert fresh.id == 8
+        downgrade(database_url, "0004")
+        with database.read_session() as session:
+            assert sorted(session.execute(select(ITEMS_0004.c.id, ITEMS_0004.c.batch_id)).all()) == [(40, 7), (41, 7)]
+            assert sorted(session.execute(select(JOBS_0004.c.id)).scalars()) == [7, 8]
     finally:
         database.dispose()

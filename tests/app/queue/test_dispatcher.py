@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.db import Database
 from app.db.migrations import upgrade
-from app.db.models import Architecture, BatchItem, JobKind, Score
+from app.db.models import Architecture, JobItem, JobKind, Score
 from app.queue.dispatcher import Dispatcher
 from app.services import jobs
 from app.services.calibration import CalibrationStore
@@ -91,10 +91,8 @@ def _finished(database: Database, job_id: int) -> bool:
 def _item_states(database: Database, job_id: int) -> list[tuple[str, str | None, object, str | None, int]]:
     """(status, claimed_by, lease_until, error, attempts) of each of the batch's items."""
     with database.read_session() as session:
-        query = select(
-            BatchItem.status, BatchItem.claimed_by, BatchItem.lease_until, BatchItem.error, BatchItem.attempts
-        )
-        return [tuple(row) for row in session.execute(query.where(BatchItem.batch_id == job_id))]
+        query = select(JobItem.status, JobItem.claimed_by, JobItem.lease_until, JobItem.error, JobItem.attempts)
+        return [tuple(row) for row in session.execute(query.where(JobItem.job_id == job_id))]
 
 
 def test_dispatcher_records_a_bad_item_and_finishes_the_batch(
@@ -106,7 +104,7 @@ def test_dispatcher_records_a_bad_item_and_finishes_the_batch(
     with database.read_session() as session:
         progress = jobs.job_progress(session, jobs.get_job(session, job_id))
         assert (progress.done, progress.failed, progress.total) == (4, 1, 5)
-        [error] = session.execute(select(BatchItem.error).where(BatchItem.status == "failed")).scalars()
+        [error] = session.execute(select(JobItem.error).where(JobItem.status == "failed")).scalars()
         assert "broken" in error
         scored = select(Architecture.arch, Score.proxy).join(Score, Score.architecture_id == Architecture.id)
         proxies_by_arch: dict[str, list[str]] = {}

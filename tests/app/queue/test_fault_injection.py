@@ -8,7 +8,6 @@ SQLite and on PostgreSQL; and on PostgreSQL once more with the database server i
 
 Each test prints its figures (rounds, processes killed, items, lost, duplicated, stuck) for quoting."""
 
-import os
 import random
 import signal
 import subprocess
@@ -27,8 +26,8 @@ from conftest import (
     TINY_CONFIG,
     PostgresServer,
     ServerProcess,
-    free_port,
     print_figures,
+    server_process_env,
     wait_for_batch,
     wait_ready,
     wait_until,
@@ -36,7 +35,7 @@ from conftest import (
 from sqlalchemy import func, select
 
 from app.db import Database
-from app.db.models import BatchItem, BatchJob, ItemStatus, Score
+from app.db.models import ItemStatus, Job, JobItem, Score
 from scorers import DEFAULT_PROXIES
 
 SEED = 20261129
@@ -84,15 +83,7 @@ class Figures:
 
 @pytest.fixture
 def server_env(database_url: str, tmp_path: Path) -> dict[str, str]:
-    env = os.environ | {
-        "NASSCORE_HOME": str(tmp_path / "home"),
-        "NASSCORE_DATABASE_URL": database_url,
-        "NASSCORE_PORT": str(free_port()),
-        "NASSCORE_WORKERS": "1",
-        "NASSCORE_POLL_SECONDS": "0.1",
-        "NASSCORE_LEASE_SECONDS": str(LEASE_SECONDS),
-        "NASSCORE_LOG_LEVEL": "warning",
-    }
+    env = server_process_env(database_url, tmp_path / "home", LEASE_SECONDS)
     subprocess.run([NASSCORE, "db", "upgrade"], env=env, check=True, capture_output=True)
     return env
 
@@ -145,10 +136,8 @@ ScoreRow = tuple[int, int, str, float | None, datetime]
 
 def _items(database: Database, batch_id: int) -> dict[int, ItemState]:
     with database.read_session() as session:
-        query = select(BatchItem.id, BatchItem.status, BatchItem.attempts, BatchItem.finished_at)
-        return {
-            row[0]: (row[1], row[2], row[3]) for row in session.execute(query.where(BatchItem.batch_id == batch_id))
-        }
+        query = select(JobItem.id, JobItem.status, JobItem.attempts, JobItem.finished_at)
+        return {row[0]: (row[1], row[2], row[3]) for row in session.execute(query.where(JobItem.job_id == batch_id))}
 
 
 def _scores(database: Database) -> dict[int, ScoreRow]:
@@ -169,10 +158,8 @@ def count_outcome(
     items = _items(database, batch_id)
     scores = _scores(database)
     with database.read_session() as session:
-        job = session.get_one(BatchJob, batch_id)
-        batch_archs = set(
-            session.execute(select(BatchItem.architecture_id).where(BatchItem.batch_id == batch_id)).scalars()
-        )
+        job = session.get_one(Job, batch_id)
+        batch_archs = set(session.execute(select(JobItem.architecture_id).where(JobItem.job_id == batch_id)).scalars())
         duplicates = session.execute(
             select(func.count())
             .select_from(Score)

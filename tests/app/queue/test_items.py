@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 
 from app.db import Database
 from app.db.migrations import upgrade
-from app.db.models import BatchItem
+from app.db.models import JobItem
 from app.queue import items as queue
 from app.services import jobs
 from search_spaces import nb201
@@ -32,7 +32,7 @@ def database(database_url: str) -> Iterator[Database]:
 
 def _statuses(database: Database) -> dict[int, str]:
     with database.read_session() as session:
-        return dict(session.execute(select(BatchItem.id, BatchItem.status)).all())
+        return dict(session.execute(select(JobItem.id, JobItem.status)).all())
 
 
 def _claim_all(database: Database, owner: str, claimed: list[int]) -> None:
@@ -85,7 +85,7 @@ def test_items_are_claimed_by_priority_then_job_age_then_order(database: Databas
     urgent, _, _ = queue_job(database, [nb201.all_archs()[700]], kind="score")
     with database.session() as session:
         claimed = queue.claim_items(session, queue.new_owner_id(), 5, lease_seconds=60)
-    assert [item.batch_id for item in claimed] == [urgent, older, older, older, newer]
+    assert [item.job_id for item in claimed] == [urgent, older, older, older, newer]
     assert [item.architecture_id for item in claimed[1:4]] == older_archs
     assert claimed[0].arch == nb201.all_archs()[700] and claimed[0].proxies == ("snip", "synflow")
     assert {item.attempts for item in claimed} == {1}
@@ -121,7 +121,7 @@ def test_a_stale_owner_cannot_finish_an_item_it_lost(database: Database) -> None
     with database.session() as session:
         queue.finish_item(session, lost, first, failed=True, error="late and wrong")
     with database.read_session() as session:
-        item = session.get_one(BatchItem, taken.item_id)
+        item = session.get_one(JobItem, taken.item_id)
         assert (item.status, item.claimed_by, item.attempts, item.error) == ("running", second, 2, None)
 
 
@@ -146,6 +146,6 @@ def test_a_clean_stop_hands_back_only_its_own_items_without_counting_the_attempt
         assert queue.release_owned(session, stopping) == 2
     with database.read_session() as session:
         for item in mine:
-            row = session.get_one(BatchItem, item.item_id)
+            row = session.get_one(JobItem, item.item_id)
             assert (row.status, row.claimed_by, row.lease_until, row.attempts) == ("pending", None, None, 0)
-        assert {session.get_one(BatchItem, item.item_id).status for item in theirs} == {"running"}
+        assert {session.get_one(JobItem, item.item_id).status for item in theirs} == {"running"}

@@ -3,7 +3,6 @@ middle of a batch, and is started again. The restarted server takes back the ite
 their leases expire (nothing else tells it they were abandoned). The batch must complete with exactly one
 score per (architecture, configuration, proxy), and nothing finished before the kill may be computed again."""
 
-import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -15,8 +14,8 @@ from conftest import (
     NASSCORE,
     TINY_CONFIG,
     ServerProcess,
-    free_port,
     process_stats,
+    server_process_env,
     wait_for_batch,
     wait_ready,
     wait_until,
@@ -24,7 +23,7 @@ from conftest import (
 from sqlalchemy import func, select
 
 from app.db import Database
-from app.db.models import BatchItem, Score
+from app.db.models import JobItem, Score
 from scorers import DEFAULT_PROXIES
 
 BATCH_SIZE = 30
@@ -47,15 +46,7 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture
 def server_env(database_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = os.environ | {
-        "NASSCORE_HOME": str(tmp_path / "home"),
-        "NASSCORE_DATABASE_URL": database_url,
-        "NASSCORE_PORT": str(free_port()),
-        "NASSCORE_WORKERS": "1",
-        "NASSCORE_POLL_SECONDS": "0.1",
-        "NASSCORE_LEASE_SECONDS": str(LEASE_SECONDS),
-        "NASSCORE_LOG_LEVEL": "warning",
-    }
+    env = server_process_env(database_url, tmp_path / "home", LEASE_SECONDS)
     subprocess.run([NASSCORE, "db", "upgrade"], env=env, check=True, capture_output=True)
     yield env
 
@@ -64,7 +55,7 @@ def _snapshot(database: Database, batch_id: int) -> tuple[dict[int, tuple], dict
     with database.read_session() as session:
         items = {
             item.id: (item.status, item.attempts, item.finished_at)
-            for item in session.execute(select(BatchItem).where(BatchItem.batch_id == batch_id)).scalars()
+            for item in session.execute(select(JobItem).where(JobItem.job_id == batch_id)).scalars()
         }
         scores = {
             s.id: (s.architecture_id, s.proxy, s.value, s.created_at) for s in session.execute(select(Score)).scalars()
@@ -111,8 +102,8 @@ def test_kill_9_mid_batch_then_restart_completes_without_recomputation(
         per_arch = (
             session.execute(
                 select(func.count(Score.id))
-                .join(BatchItem, BatchItem.architecture_id == Score.architecture_id)
-                .where(BatchItem.batch_id == created["id"])
+                .join(JobItem, JobItem.architecture_id == Score.architecture_id)
+                .where(JobItem.job_id == created["id"])
                 .group_by(Score.architecture_id)
             )
             .scalars()

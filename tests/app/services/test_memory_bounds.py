@@ -14,18 +14,14 @@ import pytest
 import torch
 from conftest import ALL_CONV, ALL_NONE, MIXED_CELL, README_CELL
 
-from app.services.configs import (
-    WIDEST_CELL,
-    ConfigOptions,
-    check_model_memory,
-    model_memory,
-    nb201_parameter_count,
-    nb201_saved_activations,
-)
+from app.services.configs import ConfigOptions, check_model_memory, model_memory
 from app.services.errors import InvalidInput
 from scorers.calibration import DATASETS
 from scorers.presets import DEFAULT_PROXIES
 from search_spaces import nb201
+from search_spaces.nb201.network import WIDEST_CELL
+from search_spaces.nb201.network import parameter_count as nb201_parameter_count
+from search_spaces.nb201.network import saved_activations as nb201_saved_activations
 
 FIRST_ORDER_PROXIES = [name for name in DEFAULT_PROXIES if name != "grasp"]
 # A fresh process scores the widest cell once on a 1-channel network (so that code loaded on first use is

@@ -36,7 +36,7 @@ from conftest import (
 from sqlalchemy import func, select
 
 from app.db import Database
-from app.db.models import Architecture, BatchItem, ItemStatus, Score
+from app.db.models import Architecture, ItemStatus, JobItem, Score
 from app.runtime import make_executor
 from app.settings import Settings
 from app.workers.ray_executor import ActorPlan, RayUnavailable, plan_actors
@@ -134,7 +134,7 @@ def test_an_actor_killed_mid_batch_loses_and_duplicates_nothing(ray_server: Live
     database = Database(ray_server.settings.resolved_database_url)
     try:
         with database.read_session() as session:
-            attempts = sorted(session.scalars(select(BatchItem.attempts).where(BatchItem.batch_id == batch_id)))
+            attempts = sorted(session.scalars(select(JobItem.attempts).where(JobItem.job_id == batch_id)))
             duplicates = session.execute(
                 select(Score.architecture_id, Score.config_id, Score.proxy)
                 .group_by(Score.architecture_id, Score.config_id, Score.proxy)
@@ -143,13 +143,13 @@ def test_an_actor_killed_mid_batch_loses_and_duplicates_nothing(ray_server: Live
             per_item = list(
                 session.scalars(
                     select(func.count(Score.id))
-                    .join(BatchItem, BatchItem.architecture_id == Score.architecture_id)
-                    .where(BatchItem.batch_id == batch_id)
-                    .group_by(BatchItem.id)
+                    .join(JobItem, JobItem.architecture_id == Score.architecture_id)
+                    .where(JobItem.job_id == batch_id)
+                    .group_by(JobItem.id)
                 )
             )
             unfinished = session.scalar(
-                select(func.count(BatchItem.id)).where(BatchItem.status.in_([ItemStatus.PENDING, ItemStatus.RUNNING]))
+                select(func.count(JobItem.id)).where(JobItem.status.in_([ItemStatus.PENDING, ItemStatus.RUNNING]))
             )
     finally:
         database.dispose()
@@ -253,6 +253,13 @@ def test_actors_are_planned_per_gpu_share_or_per_cpu_worker(
     assert plan_actors(device, workers, workers_per_gpu, 1.0, gpus) == plan
 
 
+@pytest.mark.parametrize(("share", "actors"), [(1, 2), (3, 6), (8, 8)])
+def test_a_replica_given_a_gpu_share_plans_actors_for_that_share_only(share: int, actors: int) -> None:
+    """Two replicas on a 4-GPU cluster with `--ray-gpus 2` each: neither waits for the other's GPUs; a share
+    larger than the cluster is capped at the cluster."""
+    assert plan_actors("auto", 1, 2, 1.0, 4, gpu_share=share) == ActorPlan(actors, 1.0, 0.5, "cuda:0")
+
+
 @pytest.mark.parametrize(
     ("device", "gpus", "message"),
     [
@@ -275,6 +282,7 @@ def test_without_the_ray_package_the_executor_names_the_install(monkeypatch: pyt
 def test_serve_takes_the_executor_and_the_ray_address_as_flags() -> None:
     usage = nasscore("serve", "--help").stdout
     assert "--executor {local,ray}" in usage and "--ray-address" in usage and "--ray-cpus-per-actor" in usage
+    assert "--ray-gpus" in usage
 
 
 @pytest.mark.gpu

@@ -141,12 +141,9 @@ def test_shutdown_fails_unfinished_work() -> None:
 
 
 def test_cpu_workers_split_the_cores() -> None:
-    assert plan_devices("cpu", 3) == ["cpu", "cpu", "cpu"]
     cores = len(os.sched_getaffinity(0))
     assert threads_per_worker(["cpu"]) == cores
     assert threads_per_worker(["cpu"] * (cores + 1)) == 1
-    with pytest.raises(ValueError, match="device"):
-        plan_devices("tpu", 1)
 
 
 @pytest.mark.gpu
