@@ -16,7 +16,7 @@ def test_architecture_pagination_and_filters(live_service: LiveServer) -> None:
     last = client.get("/v1/architectures", params={"limit": 1000, "offset": first["total"] - 3}).json()
     assert len(last["items"]) == 3
     assert error_fields(client.get("/v1/architectures", params={"limit": 0})).keys() == {"limit"}
-    assert "space" in error_fields(client.get("/v1/architectures", params={"space": "darts"}))
+    assert "space" in error_fields(client.get("/v1/architectures", params={"space": "nb999"}))
     assert "dataset" in error_fields(client.get("/v1/architectures", params={"dataset": "mnist"}))
 
 
@@ -30,5 +30,5 @@ def test_a_known_space_with_nothing_stored_is_404_for_every_listing(
         response = live_service.client.get(path, params={"space": "unseeded"})
         assert response.status_code == 404, (path, response.text)
         assert error_fields(response) == {"space": "no architectures of search space 'unseeded' are stored yet"}
-    unknown = live_service.client.get("/v1/architectures", params={"space": "darts"})
+    unknown = live_service.client.get("/v1/architectures", params={"space": "nb999"})
     assert unknown.status_code == 422 and "space" in error_fields(unknown)

@@ -501,7 +501,7 @@ def test_naslib_export_holds_the_population(live_service: LiveServer, hand_made:
 @pytest.mark.parametrize(
     ("path", "params", "status", "field"),
     [
-        ("/v1/leaderboard", {"space": "darts"}, 422, "space"),
+        ("/v1/leaderboard", {"space": "nb999"}, 422, "space"),
         ("/v1/leaderboard", {"dataset": "mnist"}, 422, "dataset"),
         ("/v1/leaderboard", {"dataset": "imagenet16-120"}, 404, "dataset"),
         ("/v1/leaderboard", {"method": "borda"}, 422, "method"),
@@ -521,7 +521,7 @@ def test_naslib_export_holds_the_population(live_service: LiveServer, hand_made:
         ("/v1/correlations", {"top_fraction": 0}, 422, "top_fraction"),
         ("/v1/correlations", {"bootstrap": -1}, 422, "bootstrap"),
         ("/v1/correlations", {"proxies": "nope"}, 422, "proxies[0]"),
-        ("/v1/correlations/plot.png", {"space": "darts"}, 422, "space"),
+        ("/v1/correlations/plot.png", {"space": "nb999"}, 422, "space"),
         ("/v1/correlations/plot.png", {"dataset": "cifar100"}, 404, "dataset"),
         ("/v1/export", {"format": "xml"}, 422, "format"),
         ("/v1/export", {"dataset": "mnist"}, 422, "dataset"),
