@@ -3,7 +3,7 @@
 Adding a space: one package here whose class carries `@register_space`, and one import line below.
 """
 
-from search_spaces import darts, nats_sss, nb101, nb201
+from search_spaces import darts, nats_sss, nb101, nb201, onnx
 from search_spaces.base import SPACES, HyperParameter, ModelOptionError, NetworkSize, SearchSpace, get_space
 
 DEFAULT_SPACE = nb201.NB201Space.name
@@ -21,4 +21,5 @@ __all__ = [
     "nats_sss",
     "nb101",
     "nb201",
+    "onnx",
 ]

@@ -5,10 +5,13 @@ default configuration, a 24-cell sample batch, NAS-Bench-201 accuracies as obser
 trimmed and floats rounded; tests/test_openapi.py validates each against its model, so none can drift
 from the wire format."""
 
+import base64
 from typing import Any
 
 from app.api.schemas import ErrorResponse
 from search_spaces import DEFAULT_SPACE, SPACES
+from search_spaces.onnx import BASE64_FIELD
+from search_spaces.onnx.example import example_model
 
 CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 CELL_OPS = ["nor_conv_3x3", "nor_conv_3x3", "nor_conv_1x1", "skip_connect", "nor_conv_3x3", "skip_connect"]
@@ -71,7 +74,11 @@ SCORE_REQUESTS = {
             "value": {"space": name, "arch": space.example, "dataset": space.datasets[0]},
         }
         for name, space in SPACES.items()
-        if name != DEFAULT_SPACE
+        if name not in (DEFAULT_SPACE, "onnx")
+    },
+    "onnx": {
+        "summary": "A network as an ONNX file (a small CIFAR-10 classifier exported without weights)",
+        "value": {"space": "onnx", "arch": {BASE64_FIELD: base64.b64encode(example_model()).decode()}},
     },
 }
 BATCH_REQUESTS = {
@@ -223,6 +230,23 @@ SCORE_JOB_DONE = _batch(
 )
 BATCH_PAGE = {"items": [SCORE_JOB_DONE], "total": 4, "limit": 1, "offset": 0}
 
+ONNX_ARCHITECTURE = {
+    "id": 15627,
+    "space": "onnx",
+    "arch": "onnx:44aa12c5a2484acf44e8bcb182ee23d231af47ee7e6754593f36f215ab64058c",
+    "canonical_key": "onnx:44aa12c5a2484acf44e8bcb182ee23d231af47ee7e6754593f36f215ab64058c",
+    "benchmark_index": None,
+    "digest": "44aa12c5a2484acf44e8bcb182ee23d231af47ee7e6754593f36f215ab64058c",
+    "nodes": 6,
+    "parameters": 322,
+    "input_shape": [3, 32, 32],
+    "num_classes": 10,
+    "file_bytes": 593,
+}
+UNREADABLE_FORM = {
+    "detail": "There was an error parsing the body",
+    "errors": [{"field": "", "message": "There was an error parsing the body"}],
+}
 ARCHITECTURE_PAGE = {"items": [ARCHITECTURE], "total": 1, "limit": 100, "offset": 0}
 ARCHITECTURE_DETAIL = {
     **ARCHITECTURE,

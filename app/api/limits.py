@@ -2,7 +2,9 @@
 
 - JsonContentType: a body must be declared `application/json` (415). A browser sends a cross-site
   `text/plain` or form POST without a CORS preflight, so accepting such bodies would let any web page
-  write through a visitor's network position; the JSON content type forces the preflight.
+  write through a visitor's network position; the JSON content type forces the preflight. The one upload
+  route (UPLOADS) takes a multipart form instead, which a cross-site page could also send: there a browser
+  names the page's `Origin`, and one other than the server's own is refused (403).
 - BodySizeLimit: anything past the configured size is refused with 413 (checked against Content-Length up
   front and against the bytes actually received).
 - JsonDepthLimit: JSON nested deeper than MAX_JSON_DEPTH is refused with 400 before a parser sees it
@@ -12,6 +14,7 @@
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -27,6 +30,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 JSON_MEDIA_TYPE = "application/json"
+MULTIPART_MEDIA_TYPE = "multipart/form-data"
+UPLOADS = {"/v1/architectures/onnx": MULTIPART_MEDIA_TYPE}
+"""Routes that take a file as a multipart form instead of a JSON body."""
 MAX_JSON_DEPTH = 32
 MEDIA_TYPE_SHOWN = 64
 
@@ -64,14 +70,26 @@ class JsonContentType:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if has_body(scope):
-            declared = Headers(scope=scope).get("content-type")
+            headers = Headers(scope=scope)
+            declared = headers.get("content-type")
             media_type = (declared or "").partition(";")[0].strip().lower()
-            if media_type != JSON_MEDIA_TYPE:
+            expected = UPLOADS.get(scope["path"], JSON_MEDIA_TYPE)
+            if media_type != expected:
                 got = "no content type" if declared is None else repr(media_type[:MEDIA_TYPE_SHOWN])
-                message = f"expected '{JSON_MEDIA_TYPE}', got {got}"
+                message = f"expected '{expected}', got {got}"
                 await error_response(415, [("content-type", message)])(scope, receive, send)
                 return
+            if expected != JSON_MEDIA_TYPE and not same_origin(headers):
+                message = "an upload must come from this server's own pages or from a client that is not a browser"
+                await error_response(403, [("origin", message)])(scope, receive, send)
+                return
         await self.app(scope, receive, send)
+
+
+def same_origin(headers: Headers) -> bool:
+    """Whether a request carries no `Origin` (not sent by a browser's cross-site page) or the server's own."""
+    origin = headers.get("origin")
+    return origin is None or urlsplit(origin).netloc.lower() == headers.get("host", "").lower()
 
 
 class BodySizeLimit:
@@ -113,7 +131,7 @@ class JsonDepthLimit:
         self.max_depth = max_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not has_body(scope):
+        if not has_body(scope) or scope["path"] in UPLOADS:  # an uploaded file is no JSON
             await self.app(scope, receive, send)
             return
         messages = []

@@ -47,7 +47,8 @@ ArchSpec = Annotated[
     Field(
         description="An architecture of the request's space, as its text (what `nasscore spaces SPACE` prints; "
         "NB201: the benchmark string '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|' or its 6 op names in edge order) "
-        "or as a JSON object where the space reads one"
+        'or as a JSON object where the space reads one (onnx: the file as {"onnx_base64": "..."}, stored on '
+        "the way, or `onnx:<digest>` of one stored before)"
     ),
 ]
 SPACE_DESCRIPTION = "Search space: " + "; ".join(f"`{name}`, {space.title}" for name, space in SPACES.items())
@@ -175,6 +176,17 @@ class ArchitectureOut(BaseModel):
     arch: str
     canonical_key: str
     benchmark_index: int | None
+
+
+class OnnxArchitectureOut(ArchitectureOut):
+    """An uploaded ONNX network's architecture: `arch` is `onnx:<digest>`, what requests name it by."""
+
+    digest: str = Field(description="SHA-256 of the network's structure (weights and names left out)")
+    nodes: int = Field(description="Nodes of the file")
+    parameters: int = Field(description="Parameters of the network rebuilt from it")
+    input_shape: list[int] = Field(description="The images it takes: [3, H, W]")
+    num_classes: int = Field(description="The logits it puts out")
+    file_bytes: int = Field(description="Size of the stored file (the first uploaded with this structure)")
 
 
 class ConfigurationOut(BaseModel):

@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("score", help="score one architecture with zero-cost proxies")
     parser.add_argument(
         "arch",
-        help="architecture as `nasscore spaces SPACE` prints it, e.g. '|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|...|'",
+        help="architecture as `nasscore spaces SPACE` prints it, e.g. '|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|...|' "
+        "(with --space onnx: the path of an ONNX file)",
     )
     parser.add_argument("--space", default="nb201", help="search space, e.g. nb201 or nats_sss (default: nb201)")
     parser.add_argument("--dataset", default="cifar10", help="cifar10, cifar100 or imagenet16-120")
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"unknown --space {args.space!r}; known: {', '.join(SPACES)}")
     space = SPACES[args.space]
     try:
-        arch = space.parse(args.arch)
+        arch = space.parse(_onnx_file(args.arch) if args.space == "onnx" else args.arch)
         # The space's default network, as the service's default configuration builds it.
         params = model_params(args.space, args.dataset.lower(), ConfigOptions())
         proxies = validate_proxies(args.proxies, "--proxies", args.space)
@@ -89,6 +90,14 @@ def run(args: argparse.Namespace) -> int:
         if standing:
             print(_vote_line(*standing))
     return 0
+
+
+def _onnx_file(path: str) -> bytes:
+    """The ONNX file an `onnx` architecture is read from (the text alone names a network only the service has)."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ValueError(f"cannot read the ONNX file {path!r}: {error.strerror}") from None
 
 
 def _local_standing(args: argparse.Namespace, data: str, arch: str, results: dict) -> "tuple[str, VoteStanding] | None":

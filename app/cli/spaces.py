@@ -32,11 +32,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.services.spaces import uploaded
     from search_spaces import SPACES
 
     if args.space not in SPACES:
         return fail(f"unknown search space {args.space!r}; known: {', '.join(SPACES)}")
     space = SPACES[args.space]
+    if uploaded(space):
+        return fail(
+            f"{args.space} architectures are uploaded networks, not drawn or listed: upload a file with POST "
+            f"/v1/architectures/onnx, or score one with `nasscore score FILE.onnx --space {args.space}`"
+        )
     listed = space.enumerate()
     if args.canonical:
         if listed is None:

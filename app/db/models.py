@@ -138,6 +138,26 @@ class CalibrationSet(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class OnnxModel(Base):
+    """An uploaded ONNX file, stored once per structure digest (the first file uploaded with that structure):
+    the architecture `onnx:<digest>` is rebuilt from it by whichever worker scores it. The figures describe the
+    structure, so the service checks a request against them without reading the file."""
+
+    __tablename__ = "onnx_models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    nodes: Mapped[int] = mapped_column(Integer)
+    parameters: Mapped[int] = mapped_column(Integer)
+    saved_floats_per_image: Mapped[int] = mapped_column(Integer)
+    input_shape: Mapped[list[int]] = mapped_column(JSON)
+    num_classes: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class DatasetDefault(Base):
     """The pool a dataset's "real" configurations are drawn from (the operator's latest `data add`)."""
 

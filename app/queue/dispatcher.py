@@ -20,6 +20,7 @@ from app.queue.items import ClaimedItem
 from app.services import jobs
 from app.services.calibration import CalibrationStore, worker_input
 from app.services.errors import ServiceError
+from app.services.onnx_models import architecture_data
 from app.services.scores import record_scores, share_class_scores, stored_scores
 from app.services.spaces import class_members
 from app.workers.base import Executor, ScoringTask, TaskError, TaskResult, WorkerDied
@@ -150,6 +151,7 @@ class Dispatcher:
         try:
             with self.database.read_session() as session:
                 calibration = worker_input(session, self.store, item.config)
+                data = architecture_data(session, item.space_name, representative.arch)
         except ServiceError as error:
             self._fail([item], error.message)
             return
@@ -161,6 +163,7 @@ class Dispatcher:
             seed=item.config.seed,
             init=item.config.init,
             model_params=dict(item.config.model_params),
+            architecture_data=data,
         )
         flight = _InFlight(key, representative.id, [item])
         self._futures[self.executor.submit(task)] = flight

@@ -24,6 +24,7 @@ from app.services.configs import (
 )
 from app.services.errors import Forbidden, TooLarge
 from app.services.keys import ANONYMOUS, Principal, Scope
+from app.services.onnx_models import check_onnx_request
 from app.services.quotas import ServerLimits
 from app.services.spaces import (
     all_architectures,
@@ -108,7 +109,12 @@ def create_batch(
         check_sample_size(spec.space, spec.selection.sample, fields.sample)
     if limits is not None:
         _check_size(spec.space, spec.selection, limits.max_batch_items, fields)
-        check_model_memory(spec.dataset, spec.options, proxies, limits.max_model_memory_mb, spec.space)
+    archs = spec.selection.archs
+    network = (
+        None if archs is None else check_onnx_request(runtime.database, spec.space, archs, spec.dataset, fields.archs)
+    )
+    if limits is not None:
+        check_model_memory(spec.dataset, spec.options, proxies, limits.max_model_memory_mb, spec.space, network)
     resolved = runtime.resolve(spec.dataset, spec.options, spec.images, space=spec.space)
 
     def create(session: Session) -> BatchState:

@@ -352,14 +352,20 @@ def _network_size(space: str, num_classes: int, image_size: int, options: tuple[
 
 
 def model_memory(
-    dataset: str, options: ConfigOptions, proxies: Sequence[str], space: str = DEFAULT_SPACE
+    dataset: str,
+    options: ConfigOptions,
+    proxies: Sequence[str],
+    space: str = DEFAULT_SPACE,
+    network: NetworkSize | None = None,
 ) -> ModelMemory:
-    """The estimate for the space's largest network under `options`, scored with `proxies` (known names)."""
+    """The estimate for the space's largest network under `options` (or for `network`, the size of the very
+    networks a request scores, where the service knows it: uploaded ONNX networks), scored with `proxies`
+    (known names)."""
     from scorers import get_proxy
 
     spec = known_datasets()[dataset]
     chosen = model_options(space, options)
-    size = _network_size(space, spec.num_classes, spec.image_size, tuple(chosen.items()))
+    size = network or _network_size(space, spec.num_classes, spec.image_size, tuple(chosen.items()))
     return ModelMemory(
         parameters=size.parameters,
         activation_floats=options.batch_size * size.saved_floats_per_image,
@@ -368,12 +374,18 @@ def model_memory(
 
 
 def check_model_memory(
-    dataset: str, options: ConfigOptions, proxies: Sequence[str], budget_mb: int, space: str = DEFAULT_SPACE
+    dataset: str,
+    options: ConfigOptions,
+    proxies: Sequence[str],
+    budget_mb: int,
+    space: str = DEFAULT_SPACE,
+    network: NetworkSize | None = None,
 ) -> None:
     """Refuse, before anything is built, a configuration whose network needs more memory than a worker has
     (422 naming `config.<field>`): of the batch size and the network's options, the one the request raised
-    most above its default, with the largest value of it that fits while the others stay as asked."""
-    estimate = model_memory(dataset, options, proxies, space)
+    most above its default, with the largest value of it that fits while the others stay as asked.
+    `network`: as for `model_memory`."""
+    estimate = model_memory(dataset, options, proxies, space, network)
     if estimate.peak_mb <= budget_mb:
         return
     chosen = model_options(space, options)
@@ -381,7 +393,7 @@ def check_model_memory(
     asked = {"batch_size": options.batch_size, **chosen}
     reference = {"batch_size": REFERENCE_BATCH_SIZE, **defaults}
     field_name = max(asked, key=lambda name: asked[name] / reference[name])
-    largest = _largest_fitting(dataset, options, proxies, budget_mb, field_name, space)
+    largest = _largest_fitting(dataset, options, proxies, budget_mb, field_name, space, network)
     second_order = " with a second-order proxy (grasp)" if estimate.second_order else ""
     described = f" ({', '.join(f'{name}={value}' for name, value in chosen.items())})" if chosen else ""
     advice = (
@@ -391,13 +403,20 @@ def check_model_memory(
     )
     raise InvalidInput(
         f"config.{field_name}",
-        f"scoring the largest {space} network{described} on {options.batch_size} images{second_order} needs "
+        f"scoring {'the largest' if network is None else 'the given'} {space} network{described} on "
+        f"{options.batch_size} images{second_order} needs "
         f"about {estimate.peak_mb:,.0f} MB, over this server's budget of {budget_mb:,} MB per model; {advice}",
     )
 
 
 def _largest_fitting(
-    dataset: str, options: ConfigOptions, proxies: Sequence[str], budget_mb: int, field_name: str, space: str
+    dataset: str,
+    options: ConfigOptions,
+    proxies: Sequence[str],
+    budget_mb: int,
+    field_name: str,
+    space: str,
+    network: NetworkSize | None,
 ) -> int | None:
     """The largest allowed value of `field_name` whose estimate fits (None if none does), by bisection: the
     estimate grows with each field."""
@@ -415,7 +434,7 @@ def _largest_fitting(
     low, high = lowest - 1, asked
     while low < high:
         middle = (low + high + 1) // 2
-        if model_memory(dataset, with_value(middle), proxies, space).peak_mb <= budget_mb:
+        if model_memory(dataset, with_value(middle), proxies, space, network).peak_mb <= budget_mb:
             low = middle
         else:
             high = middle - 1

@@ -24,6 +24,7 @@ from app.services.configs import (
     validate_space_dataset,
 )
 from app.services.leaderboard import VoteStanding, stored_standing
+from app.services.onnx_models import check_onnx_request
 from app.services.quotas import ServerLimits
 from app.services.scores import stored_scores
 from app.services.spaces import ensure_space, get_or_create_architectures, lookup_space, normalise
@@ -85,12 +86,13 @@ def submit_score(runtime: Runtime, spec: ScoreSpec, limits: ServerLimits | None 
     owner's quota of queued items (429), which a job counts toward like a batch."""
     normalise(lookup_space(spec.space), spec.arch, "arch")
     validate_space_dataset(spec.space, spec.dataset)
+    network = check_onnx_request(runtime.database, spec.space, [spec.arch], spec.dataset, "arch", indexed=False)
     model_options(spec.space, spec.options)
     vote = checked_vote_request(spec.vote, "vote")
     proxies = with_named_voters(validate_proxies(spec.proxies, space=spec.space), vote)
     check_supported_proxies(proxies, spec.space, "vote", indexed=False)  # the voters the vote names
     if limits is not None:
-        check_model_memory(spec.dataset, spec.options, proxies, limits.max_model_memory_mb, spec.space)
+        check_model_memory(spec.dataset, spec.options, proxies, limits.max_model_memory_mb, spec.space, network)
     resolved = runtime.resolve(spec.dataset, spec.options, space=spec.space)
 
     def find_or_queue(session: Session) -> SubmittedScore:

@@ -20,9 +20,17 @@ from app.db.upsert import insert_ignore
 from app.services.errors import InvalidInput, NotFound
 from search_spaces import SPACES
 from search_spaces import SearchSpace as Space
+from search_spaces.onnx import OnnxSpace
 
 # Enumerate-and-seed only spaces this small; larger ones get their architectures on demand.
 MAX_SEEDED_ARCHITECTURES = 100_000
+UPLOADED_NOT_DRAWN = "onnx architectures are uploaded, not drawn: list them in archs (the space cannot be sampled)"
+
+
+def uploaded(space: Space) -> bool:
+    """Whether the space's architectures are uploaded networks (`onnx`): each is stored with its file, none
+    is drawn or listed."""
+    return isinstance(space, OnnxSpace)
 
 
 def lookup_space(name: str, field: str = "space") -> Space:
@@ -92,8 +100,13 @@ def get_or_create_architectures(
     session: Session, space: SearchSpace, archs: Sequence[object], field: str = "archs", *, indexed: bool = True
 ) -> list[Architecture]:
     """Rows for `archs` (any accepted spelling), de-duplicated in request order; unknown ones are added.
-    Errors name `field[position]` (or just `field` when not `indexed`)."""
+    Errors name `field[position]` (or just `field` when not `indexed`). An uploaded network (`onnx`) is
+    stored with its file, or must have been (app.services.onnx_models)."""
     searched = lookup_space(space.name)
+    if uploaded(searched):
+        from app.services.onnx_models import onnx_architectures  # it builds on this module
+
+        return onnx_architectures(session, space, archs, field, indexed=indexed)
     strings = [normalise(searched, arch, f"{field}[{i}]" if indexed else field) for i, arch in enumerate(archs)]
     return architectures_for_strings(session, space, strings)
 
@@ -105,6 +118,8 @@ def architectures_for_strings(session: Session, space: SearchSpace, arch_strings
     missing = [arch for arch in dict.fromkeys(arch_strings) if arch not in found]
     if missing:
         searched = lookup_space(space.name)
+        if uploaded(searched):
+            raise NotFound("arch", f"no ONNX file is stored for {missing[0]}; upload it first")
         rows = [{"space_id": space.id, "arch": a, "canonical_key": searched.canonical_key(a)} for a in missing]
         insert_ignore(session, Architecture.__table__, rows, unique=["space_id", "arch"])
         found.update(architectures_by_string(session, space.id, missing))
@@ -123,14 +138,20 @@ def architectures_by_string(session: Session, space_id: int, arch_strings: Seque
 
 def enumerate_space(name: str, field: str = "space") -> Sequence[str]:
     """Every architecture of a finite space, or a 422 naming `field` for one too large to list."""
-    archs = lookup_space(name).enumerate()
+    space = lookup_space(name)
+    if uploaded(space):
+        raise InvalidInput(field, UPLOADED_NOT_DRAWN)
+    archs = space.enumerate()
     if archs is None:
         raise InvalidInput(field, f"search space {name!r} cannot be enumerated; sample or list the architectures")
     return archs
 
 
 def check_sample_size(name: str, count: int, field: str = "sample.n") -> None:
-    """A sample holds distinct architectures, so it can be no larger than a finite space."""
+    """A sample holds distinct architectures, so it can be no larger than a finite space; uploaded networks
+    are not drawn at all."""
+    if uploaded(lookup_space(name)):
+        raise InvalidInput(field, UPLOADED_NOT_DRAWN)
     size = lookup_space(name).size
     if size is not None and not 1 <= count <= size:
         raise InvalidInput(field, f"must be between 1 and {size} (the size of {name}), got {count}")

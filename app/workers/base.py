@@ -44,7 +44,7 @@ class CalibrationInput:
 @dataclass(frozen=True)
 class ScoringTask:
     """Score `arch` of `space` on a calibration batch, with a model initialised by the `init` scheme from
-    `seed`."""
+    `seed`. `architecture_data` is what the text alone does not carry: an `onnx` architecture's file."""
 
     space: str
     arch: str
@@ -53,6 +53,7 @@ class ScoringTask:
     seed: int
     init: str
     model_params: dict[str, Any] = field(hash=False)
+    architecture_data: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ class WorkerState:
             device=self.device,
             model_params=task.model_params,
             init=task.init,
+            architecture_data=task.architecture_data,
         )
         seconds = time.perf_counter() - started
         return TaskResult(results, str(self.device), seconds, self.name, self.torch_version)

@@ -24,18 +24,25 @@ def score_architecture(
     device: torch.device,
     model_params: Mapping[str, Any] | None = None,
     init: str = "default",
+    architecture_data: bytes | None = None,
 ) -> dict[str, ProxyResult]:
     """Build `arch` of the search space `space` with weights drawn from `seed` by the `init` scheme on
     `device` and score it on the given batch. `model_params` are the configuration's (the dataset's
     `num_classes` and the space's options; any space but NB201 also names itself under "space"). An unknown
     scheme, or a configuration of another space, raises instead of falling back to a default: both are part
-    of a configuration's fingerprint, so scores stored under it must have been computed with them."""
+    of a configuration's fingerprint, so scores stored under it must have been computed with them.
+
+    `architecture_data` is the file an `onnx` architecture is built from: the space reads it first (and keeps
+    its structure in this process), and it must be the file of `arch`."""
     if init not in INIT_SCHEMES:
         raise ValueError(f"unknown init scheme {init!r}; models are built with: {', '.join(INIT_SCHEMES)}")
     params = dict(model_params or {})
     configured = params.pop("space", DEFAULT_SPACE)
     if configured != space:
         raise ValueError(f"a configuration of {configured} networks cannot score a {space} architecture")
+    searched = get_space(space)
+    if architecture_data is not None and (read := searched.parse(architecture_data)) != arch:
+        raise ValueError(f"the file that came with {arch} is the file of {read}")
     torch.manual_seed(seed)
-    model = get_space(space).build_model(arch, **params).to(device)
+    model = searched.build_model(arch, **params).to(device)
     return score_model_detailed(model, inputs.to(device), targets.to(device), proxies)

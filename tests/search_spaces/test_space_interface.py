@@ -14,6 +14,8 @@ from search_spaces import DEFAULT_SPACE, SPACES, ModelOptionError, SearchSpace, 
 from search_spaces.base import NetworkSize
 
 NAMES = sorted(SPACES)
+DRAWN = [name for name in NAMES if name != "onnx"]
+"""The spaces whose architectures can be drawn: `onnx` networks are uploaded (tests/search_spaces/test_onnx.py)."""
 
 
 def smallest_options(space: SearchSpace) -> dict[str, int]:
@@ -27,6 +29,11 @@ def parameter_count(model: torch.nn.Module) -> int:
 
 @pytest.fixture(params=NAMES)
 def space(request: pytest.FixtureRequest) -> SearchSpace:
+    return SPACES[request.param]
+
+
+@pytest.fixture(params=DRAWN)
+def drawn_space(request: pytest.FixtureRequest) -> SearchSpace:
     return SPACES[request.param]
 
 
@@ -48,7 +55,7 @@ def test_the_metadata_is_complete(space: SearchSpace) -> None:
 
 def test_parsing_the_normalised_text_gives_it_back(space: SearchSpace) -> None:
     assert space.parse(space.example) == space.example
-    for arch in space.sample(5, 0):
+    for arch in space.sample(5, 0) if space.name in DRAWN else []:
         assert space.parse(arch) == arch
         assert space.parse(space.parse(arch)) == arch
 
@@ -59,7 +66,8 @@ def test_unreadable_input_is_a_value_error(space: SearchSpace) -> None:
             space.parse(bad)
 
 
-def test_the_sample_is_seeded_distinct_and_valid(space: SearchSpace) -> None:
+def test_the_sample_is_seeded_distinct_and_valid(drawn_space: SearchSpace) -> None:
+    space = drawn_space
     first = space.sample(8, 11)
     assert first == space.sample(8, 11)
     assert len(set(first)) == 8
@@ -72,7 +80,8 @@ def test_the_sample_is_seeded_distinct_and_valid(space: SearchSpace) -> None:
         assert set(first) <= set(listed)
 
 
-def test_canonical_keys_are_stable(space: SearchSpace) -> None:
+def test_canonical_keys_are_stable(drawn_space: SearchSpace) -> None:
+    space = drawn_space
     for arch in space.sample(6, 5):
         key = space.canonical_key(arch)
         assert isinstance(key, str) and key
@@ -84,6 +93,8 @@ def test_canonical_keys_are_stable(space: SearchSpace) -> None:
 
 @pytest.mark.parametrize("num_classes", [10, 100])
 def test_the_network_has_one_logit_per_class(space: SearchSpace, num_classes: int) -> None:
+    if space.name == "onnx" and num_classes != 10:
+        pytest.skip("an ONNX network's classes are its file's (the example has 10)")
     torch.manual_seed(0)
     model = space.build_model(space.example, num_classes, **smallest_options(space))
     logits = model(torch.randn(2, 3, 32, 32))
@@ -106,9 +117,10 @@ def test_model_options_fill_defaults_and_refuse_by_name(space: SearchSpace) -> N
             space.build_model(space.example, 10, **{name: option.high + 1})
 
 
-def test_the_network_size_bounds_the_spaces_networks(space: SearchSpace) -> None:
+def test_the_network_size_bounds_the_spaces_networks(drawn_space: SearchSpace) -> None:
     """The memory bound's input: at least the parameters of the largest network (as built) and so of any
     sampled architecture's, and a positive count of saved activations."""
+    space = drawn_space
     options = smallest_options(space)
     size = space.network_size(10, 32, **options)
     largest = space.build_model(space.largest_architecture(), 10, **options)

@@ -32,7 +32,7 @@ router = APIRouter(
 
 
 @router.get(
-    "/{architecture_id}",
+    "/{architecture_id:int}",  # digits only, so that /v1/architectures/onnx is the upload's path alone
     summary="Get an architecture with its scores and observations",
     response_model=ArchitectureDetail,
     responses={

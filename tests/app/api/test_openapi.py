@@ -22,7 +22,7 @@ ROUTERS = [
     if not module.name.startswith("_")
 ]
 ROUTES = {
-    (method.lower(), route.path): route
+    (method.lower(), route.path_format): route  # the path as OpenAPI writes it (no {id:int} convertor)
     for router in ROUTERS
     for route in router.routes
     if isinstance(route, APIRoute)
@@ -34,6 +34,8 @@ REQUEST_MODELS = {
     ("post", "/v1/batches"): BatchRequest,
     ("post", "/v1/observations"): ObservationIn | list[ObservationIn],
 }
+UPLOADS = {("post", "/v1/architectures/onnx"): "file"}
+"""Operations that take a file as a multipart form (its field) instead of a JSON body."""
 FILE_MEDIA_TYPES = {
     ("get", "/v1/correlations/plot.png"): {"image/png"},
     ("get", "/v1/export"): {"text/csv", "application/json"},
@@ -86,7 +88,17 @@ def test_request_examples_validate(key: tuple[str, str]) -> None:
 
 
 def test_every_request_body_has_a_model_here() -> None:
-    assert {key for key, operation in OPERATIONS.items() if "requestBody" in operation} == set(REQUEST_MODELS)
+    bodies = {key for key, operation in OPERATIONS.items() if "requestBody" in operation}
+    assert bodies == set(REQUEST_MODELS) | set(UPLOADS)
+
+
+@pytest.mark.parametrize("key", UPLOADS, ids=_ids(UPLOADS))
+def test_uploads_document_a_multipart_form_with_a_file(key: tuple[str, str]) -> None:
+    [(media_type, content)] = OPERATIONS[key]["requestBody"]["content"].items()
+    assert media_type == "multipart/form-data"
+    form = SCHEMA["components"]["schemas"][content["schema"]["$ref"].rsplit("/", 1)[-1]]
+    assert form["required"] == [UPLOADS[key]]
+    assert form["properties"][UPLOADS[key]]["contentMediaType"] == "application/octet-stream"
 
 
 @pytest.mark.parametrize("key", OPERATIONS, ids=_ids(OPERATIONS))

@@ -41,6 +41,7 @@ WRITE_SCOPES = {
     "POST /v1/batches": "write",
     "DELETE /v1/batches/{batch_id}": "write",
     "POST /v1/observations": "write",
+    "POST /v1/architectures/onnx": "write",
     "DELETE /v1/observations": "admin",
 }
 
