@@ -1,10 +1,12 @@
 """The shared-pass engine behind every proxy.
 
 A `ScoringContext` is built once per (model, batch, requested proxies). Proxies ask it for quantities
-(loss gradients, the Hessian-gradient product, or anything registered through `shared`); each quantity
-is computed lazily on first use, cached, and timed, so proxies requested together share passes:
-SNIP and GraSP share one forward and one gradient backward, and GraSP's Hessian product reuses that
-gradient's graph when the context was told (via `ProxyInfo.needs_second_order`) to keep it.
+(loss gradients, the Hessian-gradient product, the batch's activations, or anything registered through
+`shared`); each quantity is computed lazily on first use, cached, and timed, so proxies requested together
+share passes: SNIP and GraSP share one forward and one gradient backward, GraSP's Hessian product reuses
+that gradient's graph when the context was told (via `ProxyInfo.needs_second_order`) to keep it, and a
+proxy that only reads the batch's activations (nwot) watches whichever of those passes runs instead of
+running a forward of its own.
 
 Time accounting: a proxy is charged its own exclusive time (time inside its function not spent
 computing shared quantities) plus, for every shared quantity it used, that quantity's exclusive compute
@@ -30,11 +32,14 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from scorers.registry import ProxyInfo
-from scorers.second_order import fast_second_order
+from scorers.second_order import fast_layers
 from scorers.torch_utils import batchnorm_bypassed, logits_of, model_device, scored_weight_names, train_mode
 
 T = TypeVar("T")
 Gradients = list[Tensor | None]
+# The pass key of taps that watch one training-mode forward of the batch with the caller's weights (see
+# `ScoringContext.activations`).
+ACTIVATIONS = "activations"
 
 
 class _Failure:
@@ -52,8 +57,9 @@ class ScoringContext:
     passes, and `shared(key, compute)` to publish anything other proxies may reuse (activations, ReLU
     codes, Jacobians...): the first caller computes it, later callers get the cached value, and its time
     is split among all callers. `input_jacobian()` is the input gradient of the summed logits, and
-    a proxy registered with `taps` hooks modules during a shared pass (`tap` returns what it saw). Proxies
-    must treat everything they get as read-only.
+    a proxy registered with `taps` hooks modules during a shared pass (`tap` returns what it saw);
+    `activations()` runs (or reuses) the pass its `ACTIVATIONS` taps watch. Proxies must treat everything
+    they get as read-only.
     """
 
     def __init__(
@@ -83,7 +89,9 @@ class ScoringContext:
         self._active_proxy: str | None = None
         self._nested_seconds: list[float] = []
         self._gradient_graph: tuple[Tensor | None, ...] | None = None
+        self._tap_factories = {proxy.name: proxy.taps for proxy in proxies if proxy.taps}
         self._taps = self._plan_taps(proxies)
+        self._activations_pass: str | None = None
 
     @property
     def weights(self) -> list[Tensor]:
@@ -107,12 +115,12 @@ class ScoringContext:
     ) -> Tensor:
         """The model's logits in training mode, computed with the given parameter and buffer tensors.
 
-        `twice_differentiable` routes Conv2d/BatchNorm2d through `scorers.second_order`, whose double
-        backward is cheaper; use it for passes that will be differentiated twice.
+        Layers run through `scorers.second_order.fast_layers` (same values); `twice_differentiable` adds its
+        Conv2d/BatchNorm2d, whose double backward is cheaper: use it for passes that will be differentiated twice.
         """
         bypass = batchnorm_bypassed(self.model) if bypass_batchnorm else nullcontext()
-        second_order = fast_second_order(self.model) if twice_differentiable else nullcontext()
-        with train_mode(self.model), bypass, second_order:
+        fast = fast_layers(self.model, second_order=twice_differentiable)
+        with train_mode(self.model), bypass, fast:
             output = functional_call(self.model, (dict(parameters), dict(buffers)), (inputs,))
         return logits_of(output)
 
@@ -143,6 +151,17 @@ class ScoringContext:
         """Hg for each scored weight, with g from `gradients()` held constant (None where unused)."""
         return self.shared("hessian_gradient", ScoringContext._compute_hessian_gradient)
 
+    def activations(self) -> None:
+        """Make sure the batch went through one training-mode forward with the caller's weights while the
+        `ACTIVATIONS` taps watched it: the loss-gradient or input-Jacobian pass if one ran (the caller then
+        shares its time), else one no-grad forward of its own. `score_model` runs proxies that watch
+        activations after the others, so a pass another requested proxy needs is the one they watch.
+        """
+        if self._activations_pass is None:
+            self.shared(ACTIVATIONS, ScoringContext._compute_activations)
+        elif self._active_proxy is not None:
+            self._users[self._activations_pass].add(self._active_proxy)
+
     def input_jacobian(self) -> Tensor:
         """∂(Σ logits)/∂x per example (N × input size), training mode, chunk by chunk, detached; zeros where
         the logits ignore the input."""
@@ -154,11 +173,26 @@ class ScoringContext:
 
     @contextmanager
     def tapping(self, pass_key: str) -> Iterator[None]:
-        """Run the block (one shared pass) with every planned tap of `pass_key` entered."""
-        with ExitStack() as stack:
-            for tap in self._taps.get(pass_key, {}).values():
-                stack.enter_context(tap)
-            yield
+        """Run the block (one shared pass) with every planned tap of `pass_key` entered, and the `ACTIVATIONS`
+        taps too when no earlier pass carried them. A pass that fails leaves them fresh for the next one."""
+        carries = pass_key != ACTIVATIONS and self._activations_pass is None and ACTIVATIONS in self._taps
+        keys = [pass_key, ACTIVATIONS] if carries else [pass_key]
+        try:
+            with ExitStack() as stack:
+                for key in keys:
+                    for tap in self._taps.get(key, {}).values():
+                        stack.enter_context(tap)
+                yield
+        except BaseException:
+            if ACTIVATIONS in keys:
+                self._taps[ACTIVATIONS] = {
+                    name: factories[ACTIVATIONS](self)
+                    for name, factories in self._tap_factories.items()
+                    if ACTIVATIONS in factories
+                }
+            raise
+        if ACTIVATIONS in keys:
+            self._activations_pass = pass_key
 
     def shared(self, key: str, compute: Callable[[ScoringContext], T]) -> T:
         """`compute(self)` once per context under `key`; later calls (by any proxy) reuse the value."""
@@ -238,6 +272,14 @@ class ScoringContext:
             graph = torch.autograd.grad(self.loss(inputs, targets), leaves, create_graph=True, allow_unused=True)
             total = _accumulate(total, torch.autograd.grad(_gradient_dot(gradient, graph), leaves, allow_unused=True))
         return total
+
+    def _compute_activations(self) -> None:
+        parameters, buffers, _ = self.data_state()
+        size = self.inputs.shape[0]
+        with torch.no_grad(), self.tapping(ACTIVATIONS):
+            for index in range(self.split):
+                chunk = self.inputs[index * size // self.split : (index + 1) * size // self.split]
+                self.forward(chunk, parameters=parameters, buffers=buffers)
 
     def _compute_input_jacobian(self) -> Tensor:
         parameters, buffers, _ = self.data_state()

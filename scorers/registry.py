@@ -62,7 +62,8 @@ def register_proxy(
     between the proxies using them; docs/correlation_nb201_cifar10_n1000_seed1.md, a run on a quiet machine).
     None when not measured.
 
-    `taps` lets the proxy observe a shared pass ("loss_gradients" or "input_jacobian") through module hooks
+    `taps` lets the proxy observe a shared pass ("loss_gradients", "input_jacobian", or "activations": whichever
+    pass runs the batch forward first, see `ScoringContext.activations`) through module hooks
     instead of running a pass of its own. A context built for the requested proxies calls each of their
     `factory(ctx)` up front, so a pass carries the hooks of every requested proxy whichever proxy triggers
     it first; the context manager it makes is entered around the whole pass (all chunks), and the proxy

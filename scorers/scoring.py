@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from scorers.context import ScoringContext
+from scorers.context import ACTIVATIONS, ScoringContext
 from scorers.presets import DEFAULT_PROXIES
 from scorers.registry import ProxyInfo, get_proxy
 
@@ -71,9 +71,14 @@ def score_model_detailed(
 def _run_round(
     model: nn.Module, inputs: Tensor, targets: Tensor | None, infos: list[ProxyInfo], split: int
 ) -> tuple[dict[str, float | BaseException], dict[str, float]]:
-    """One context's outcomes; exceptions lose their tracebacks so no frame keeps tensors alive on retry."""
+    """One context's outcomes; exceptions lose their tracebacks so no frame keeps tensors alive on retry.
+
+    Proxies that watch the batch's activations run last, so they watch a pass another proxy runs anyway
+    (see `ScoringContext.activations`); the order changes no value.
+    """
     ctx = ScoringContext(model, inputs, targets, infos, split=split)
-    outcomes = {info.name: ctx.run_proxy(info) for info in infos}
+    watchers_last = sorted(infos, key=lambda info: ACTIVATIONS in info.taps)
+    outcomes = {info.name: ctx.run_proxy(info) for info in watchers_last}
     for outcome in outcomes.values():
         if isinstance(outcome, BaseException):
             outcome.__traceback__ = None

@@ -1,20 +1,30 @@
-"""Exact, cheaper double backward for Conv2d and training-mode BatchNorm2d.
+"""Faster layers for the scoring passes on CPU: an exact 3×3 average pool, and a cheaper double backward
+for Conv2d and training-mode BatchNorm2d.
 
 A Hessian-vector product backpropagates through the backward pass, and on CPU PyTorch's generic
 double-backward formulas dominate its cost: Conv2d's computes its weight term as a convolution with
-batch and channels swapped, and BatchNorm's also evaluates the affine-weight gradient even when nothing
-needs it. Here each layer's gradient is a custom autograd function whose own backward is written out:
+batch and channels swapped, and BatchNorm's evaluates a dozen full-size products. Here each layer's gradient
+is a custom autograd function whose own backward is written out:
 - Conv2d: the same four products, through `F.conv2d` and one `convolution_backward` call (dedicated
-  input- and weight-gradient kernels); only float rounding differs from PyTorch (~1e-7 relative).
-- BatchNorm2d: PyTorch's own double-backward expressions, operation for operation, so the rounding is
-  identical (it matters: GraSP is ill-conditioned in some channels), minus the unneeded weight gradient
-  and two per-channel sums PyTorch computes twice.
-First-order gradients use the very same kernels as plain autograd.
+  input- and weight-gradient kernels).
+- BatchNorm2d: the input gradient's derivative written as one per-channel affine combination of the
+  centred input, the output gradient and the cotangent (five per-channel sums, three of them from
+  `native_batch_norm_backward`), instead of PyTorch's term-by-term expressions; the same derivative up to
+  float rounding, which the float64 tests pin to 1e-9.
+First-order gradients use the very same kernels as plain autograd, so first-order values are unchanged to
+the bit.
 
-`fast_second_order(model)` swaps these in, for the duration of a block, on the layers they cover exactly:
-`nn.Conv2d` with integer zero padding and `nn.BatchNorm2d` whose affine parameters need no gradient, on
-CPU tensors (on CUDA, cuDNN kernels would make the replica's rounding differ, so PyTorch's own formulas
-run). Everything else keeps its own forward. Third-order derivatives are not supported through them.
+The average pool: NAS-Bench-201's `avg_pool_3x3` (stride 1, padding 1, padding not counted) through ATen's
+CPU kernel walks each window element by element and is several times slower than the convolutions around it.
+`_box_sum` adds the nine shifted copies of the whole tensor in the kernel's own order (window rows, then
+columns) and divides by the same window sizes, so forward and backward are bit-identical to ATen's
+(tests/scorers/test_second_order.py checks it), at a fraction of the cost.
+
+`fast_layers(model, second_order=...)` swaps these in, for the duration of a block, on the layers they cover
+exactly: the average pool always; with `second_order`, also `nn.Conv2d` with integer zero padding and
+`nn.BatchNorm2d` whose affine parameters need no gradient. Only on CPU tensors (on CUDA, cuDNN kernels would
+make the replica's rounding differ, so PyTorch's own layers run). Everything else keeps its own forward.
+Third-order derivatives are not supported through them.
 """
 
 from __future__ import annotations
@@ -71,9 +81,10 @@ class _Conv2dGradients(torch.autograd.Function):
         need_input: bool,
         need_weight: bool,
     ) -> tuple[Tensor | None, Tensor | None]:
+        grad_input, grad_weight = _convolution_backward(grad_output, inputs, weight, params, need_input, need_weight)
         ctx.save_for_backward(grad_output, inputs, weight)
         ctx.params = params
-        return _convolution_backward(grad_output, inputs, weight, params, need_input, need_weight)
+        return grad_input, grad_weight
 
     @staticmethod
     @once_differentiable
@@ -83,12 +94,11 @@ class _Conv2dGradients(torch.autograd.Function):
         need_grad_output, need_inputs, need_weight = ctx.needs_input_grad[:3]
         d_grad_output = d_inputs = d_weight = None
         if need_grad_output:
-            terms = []
             if through_input is not None:
-                terms.append(F.conv2d(through_input, weight, None, stride, padding, dilation, groups))
+                d_grad_output = F.conv2d(through_input, weight, None, stride, padding, dilation, groups)
             if through_weight is not None:
-                terms.append(F.conv2d(inputs, through_weight, None, stride, padding, dilation, groups))
-            d_grad_output = terms[0].add_(terms[1]) if len(terms) == 2 else (terms[0] if terms else None)
+                from_weight = F.conv2d(inputs, through_weight, None, stride, padding, dilation, groups)
+                d_grad_output = from_weight if d_grad_output is None else d_grad_output.add_(from_weight)
         want_inputs = need_inputs and through_weight is not None
         want_weight = need_weight and through_input is not None
         if want_inputs or want_weight:
@@ -111,9 +121,9 @@ class _Conv2d(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, inputs: Tensor, weight: Tensor, bias: Tensor | None, params: ConvParams) -> Tensor:
+        stride, padding, dilation, groups = params
         ctx.save_for_backward(inputs, weight)
         ctx.params = params
-        stride, padding, dilation, groups = params
         return F.conv2d(inputs, weight, bias, stride, padding, dilation, groups)
 
     @staticmethod
@@ -216,6 +226,70 @@ class _BatchNorm2d(torch.autograd.Function):
         return grad_inputs, None, None, None
 
 
+def _box_sum(values: Tensor) -> Tensor:
+    """Σ over each 3×3 window (zero padding 1) of a N×C×H×W tensor, added in ATen's order: window rows, then
+    columns (a zero for an element outside the image changes no sum)."""
+    height, width = values.shape[-2:]
+    padded = F.pad(values, (1, 1, 1, 1))
+    total = padded[..., :height, :width] + padded[..., :height, 1 : width + 1]
+    for row in range(3):
+        for column in range(3):
+            if row or column > 1:
+                total += padded[..., row : row + height, column : column + width]
+    return total
+
+
+def _window_sizes(like: Tensor) -> Tensor:
+    """H×W: how many of each position's 3×3 window lie inside the image (the divisor without padding)."""
+    height, width = like.shape[-2:]
+    rows = torch.full((height,), 3.0, dtype=like.dtype, device=like.device)
+    columns = torch.full((width,), 3.0, dtype=like.dtype, device=like.device)
+    rows[0] -= 1.0
+    rows[-1] -= 1.0
+    columns[0] -= 1.0
+    columns[-1] -= 1.0
+    return rows[:, None] * columns[None, :]
+
+
+class _AvgPool3x3(torch.autograd.Function):
+    """`F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)`, bit for bit, with `_AvgPool3x3Backward` as backward."""
+
+    @staticmethod
+    def forward(ctx: Any, inputs: Tensor) -> Tensor:
+        return _box_sum(inputs).div_(_window_sizes(inputs))
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> Gradients:
+        return (_apply(_AvgPool3x3Backward, grad_output),)
+
+
+class _AvgPool3x3Backward(torch.autograd.Function):
+    """The pool's input gradient, ATen's bit for bit: each output's gradient divided by its window size, then
+    summed over windows in the order ATen accumulates them. The pool is linear and its window symmetric, so the
+    backward of this is the pool itself."""
+
+    @staticmethod
+    def forward(ctx: Any, grad_output: Tensor) -> Tensor:
+        return _box_sum(grad_output / _window_sizes(grad_output))
+
+    @staticmethod
+    def backward(ctx: Any, cotangent: Tensor) -> Gradients:
+        return (_apply(_AvgPool3x3, cotangent),)
+
+
+def _avgpool_forward(module: nn.AvgPool2d) -> Callable[[Tensor], Tensor]:
+    original: Callable[[Tensor], Tensor] = type(module).forward.__get__(module)
+
+    def forward(inputs: Tensor) -> Tensor:
+        # ATen accumulates half precision in float32; only full-precision sums follow the same order.
+        if inputs.device.type != "cpu" or inputs.dim() != 4 or inputs.dtype not in (torch.float32, torch.float64):
+            return original(inputs)
+        output: Tensor = _apply(_AvgPool3x3, inputs)
+        return output
+
+    return forward
+
+
 def _conv_forward(module: nn.Conv2d) -> Callable[[Tensor], Tensor]:
     original: Callable[[Tensor], Tensor] = type(module).forward.__get__(module)
     params = (list(module.stride), list(module.padding), list(module.dilation), module.groups)
@@ -243,8 +317,25 @@ def _batchnorm_forward(module: nn.BatchNorm2d) -> Callable[[Tensor], Tensor]:
     return forward
 
 
-def _covered(module: nn.Module) -> bool:
+def _pair(value: int | tuple[int, ...]) -> tuple[int, ...]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _is_avg_pool_3x3(module: nn.Module) -> bool:
+    """NAS-Bench-201's `avg_pool_3x3`: 3×3 window, stride 1, padding 1, padding not counted."""
+    if type(module) is not nn.AvgPool2d:
+        return False
+    geometry = (_pair(module.kernel_size), _pair(module.stride), _pair(module.padding))
+    plain = not module.ceil_mode and not module.count_include_pad and module.divisor_override is None
+    return geometry == ((3, 3), (1, 1), (1, 1)) and plain
+
+
+def _covered(module: nn.Module, second_order: bool) -> bool:
     if "forward" in module.__dict__:
+        return False
+    if _is_avg_pool_3x3(module):
+        return True
+    if not second_order:
         return False
     if type(module) is nn.Conv2d:
         return module.padding_mode == "zeros" and not isinstance(module.padding, str)
@@ -252,16 +343,19 @@ def _covered(module: nn.Module) -> bool:
 
 
 def _fast_forward(module: nn.Module) -> Callable[[Tensor], Tensor]:
-    """The replacement forward of a layer `_covered` admits: an nn.Conv2d or else an nn.BatchNorm2d."""
+    """The replacement forward of a layer `_covered` admits: an average pool, an nn.Conv2d or an nn.BatchNorm2d."""
+    if isinstance(module, nn.AvgPool2d):
+        return _avgpool_forward(module)
     if isinstance(module, nn.Conv2d):
         return _conv_forward(module)
     return _batchnorm_forward(cast(nn.BatchNorm2d, module))
 
 
 @contextmanager
-def fast_second_order(model: nn.Module) -> Iterator[None]:
-    """Route covered Conv2d/BatchNorm2d layers through the cheaper double backward for the block."""
-    patched = [module for module in model.modules() if _covered(module)]
+def fast_layers(model: nn.Module, *, second_order: bool) -> Iterator[None]:
+    """Route covered layers through the faster versions for the block: the exact 3×3 average pool, and with
+    `second_order` the Conv2d/BatchNorm2d layers with the cheaper double backward."""
+    patched = [module for module in model.modules() if _covered(module, second_order)]
     try:
         for module in patched:
             module.forward = _fast_forward(module)

@@ -25,9 +25,12 @@ class WorkerState:
     def __init__(self, name: str, device: str, threads: int) -> None:
         import torch
 
+        from scorers.device import retain_freed_memory
+
         self.name = name
         self.device = torch.device(device)
         torch.set_num_threads(threads)
+        retain_freed_memory()  # a worker scores network after network: reuse freed buffers, no page faults
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.torch_version = torch.__version__

@@ -26,8 +26,8 @@ def jacob_cov(ctx: ScoringContext) -> float:
 
     Already signed so that higher is better. Computed in float64 like the reference's NumPy; a correlation
     that is not finite (an example whose gradient is constant, e.g. a network whose output ignores its input)
-    gives NaN, where the reference's eigen-solver raises and it returns NaN. Shares the input-Jacobian pass
-    with nwot.
+    gives NaN, where the reference's eigen-solver raises and it returns NaN. nwot reads its ReLU codes from
+    the forward of this pass when both are requested without a loss-gradient proxy.
     """
     correlation = torch.corrcoef(ctx.input_jacobian().double())
     if not torch.isfinite(correlation).all():

@@ -9,10 +9,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from scorers.context import ScoringContext
+from scorers.context import ACTIVATIONS, ScoringContext
 from scorers.registry import register_proxy
-
-JACOBIAN_PASS = "input_jacobian"
 
 
 def is_relu(module: nn.Module) -> bool:
@@ -77,16 +75,17 @@ def _code_kernel(codes: Tensor) -> Tensor:
     higher_is_better=True,
     paper="Mellor et al., Neural Architecture Search without Training, ICML 2021",
     typical_cpu_seconds=0.19,
-    taps={JACOBIAN_PASS: ReluCodeKernel},
+    taps={ACTIVATIONS: ReluCodeKernel},
 )
 def nwot(ctx: ScoringContext) -> float:
     """log|det K|, K the binary ReLU-code kernel of the batch (see ReluCodeKernel), training-mode BatchNorm.
 
-    Codes are read from the input of every ReLU-named module (see `is_relu`) during the input-Jacobian
-    forward shared with jacob_cov: the same training-mode forward of the same batch that the reference runs
-    again after its Jacobian pass. Like the reference's `slogdet`, the sign is ignored and a singular K
-    (e.g. a network whose ReLUs never see the input) gives −inf.
+    Codes are read from the input of every ReLU-named module (see `is_relu`) during the batch's training-mode
+    forward with the model's weights (`ScoringContext.activations`): the forward of the loss-gradient pass
+    (snip, grasp...) or of the input-Jacobian pass (jacob_cov) when one of those is requested too, else a
+    no-grad forward of its own; the same activations as the reference's own forward. Like the reference's
+    `slogdet`, the sign is ignored and a singular K (e.g. a network whose ReLUs never see the input) gives −inf.
     """
-    ctx.input_jacobian()
-    tap: ReluCodeKernel = ctx.tap(JACOBIAN_PASS, "nwot")
+    ctx.activations()
+    tap: ReluCodeKernel = ctx.tap(ACTIVATIONS, "nwot")
     return float(torch.linalg.slogdet(tap.kernel).logabsdet.item())

@@ -1,7 +1,11 @@
 """Device choice and CPU threads, and CUDA scores equal to CPU scores."""
 
 import copy
+import json
 import os
+import platform
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -52,6 +56,44 @@ def test_configure_cpu_threads_sets_torch_threads():
         assert 1 <= configure_cpu_threads() == torch.get_num_threads() <= (os.cpu_count() or 1)
     finally:
         torch.set_num_threads(previous)
+
+
+# Scores one NB201 network repeatedly and counts the minor page faults of a warm scoring, before and after
+# retain_freed_memory(): in a process of its own, since the allocator setting lasts as long as the process.
+PAGE_FAULTS_SCRIPT = """
+import json, resource
+import torch
+from scorers import score_model
+from scorers.calibration import load_calibration_batch
+from scorers.device import retain_freed_memory
+from search_spaces import nb201
+
+torch.set_num_threads(1)
+batch = load_calibration_batch("cifar10", "synthetic", batch_size=32, seed=0)
+torch.manual_seed(0)
+model = nb201.build_model(%r, 10, channels=16, cells_per_stage=1)
+
+def warm_page_faults():
+    score_model(model, batch.inputs, batch.targets, ("snip", "grasp"))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    score_model(model, batch.inputs, batch.targets, ("snip", "grasp"))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+default = warm_page_faults()
+retained = retain_freed_memory()
+print(json.dumps({"default": default, "retained": retained, "after": warm_page_faults()}))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="retain_freed_memory sets glibc's allocator")
+def test_retained_freed_memory_is_reused_instead_of_faulted_in_again():
+    run = subprocess.run(
+        [sys.executable, "-c", PAGE_FAULTS_SCRIPT % ALL_CONV], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    faults = json.loads(run.stdout)
+    assert faults["retained"] is True
+    assert faults["after"] * 10 < faults["default"], faults
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without CUDA")

@@ -331,18 +331,24 @@ def test_proxies_requested_together_equal_each_computed_alone(batch):
 
 
 def test_loss_and_jacobian_passes_are_shared(batch):
+    """One forward of the batch per request: nwot reads its codes from the loss or Jacobian pass another
+    proxy runs (whatever the order asked), else from a forward of its own; its value is the same."""
     model = small_model(MIXED_CELL)
+    forwards: dict[tuple[str, ...], list[int]] = {}
+    values: dict[tuple[str, ...], float] = {}
+    requests = [("grad_norm", "fisher", "snip"), ("nwot", "jacob_cov"), ("nwot", "snip", "grasp"), ("nwot",)]
     sizes: list[int] = []
     handle = model.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
     try:
-        score_model(model, *batch, ("grad_norm", "fisher", "snip"))
-        loss_users = list(sizes)
-        sizes.clear()
-        score_model(model, batch[0], None, ("jacob_cov", "nwot"))
+        for proxies in requests:
+            sizes.clear()
+            with_labels = "snip" in proxies or "fisher" in proxies
+            scores = score_model(model, batch[0], batch[1] if with_labels else None, proxies)
+            forwards[proxies], values[proxies] = list(sizes), scores.get("nwot", math.nan)
     finally:
         handle.remove()
-    assert loss_users == [len(batch[0])]
-    assert sizes == [len(batch[0])]
+    assert all(sizes == [len(batch[0])] for sizes in forwards.values()), forwards
+    assert values[("nwot", "jacob_cov")] == values[("nwot", "snip", "grasp")] == values[("nwot",)]
 
 
 def test_real_cifar10_images_give_finite_scores_on_a_full_size_cell():
