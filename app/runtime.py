@@ -33,10 +33,11 @@ def make_executor(settings: Settings) -> Executor:
             cpus_per_actor=settings.ray_cpus_per_actor,
             gpu_share=settings.ray_gpus,
             home=settings.home,
+            tf32=settings.tf32,
         )
     from app.workers.local import LocalPool, plan_devices
 
-    return LocalPool(plan_devices(settings.device, settings.workers, settings.workers_per_gpu))
+    return LocalPool(plan_devices(settings.device, settings.workers, settings.workers_per_gpu), tf32=settings.tf32)
 
 
 def display_url(url: str) -> str:

@@ -58,6 +58,18 @@ def configure_cpu_threads(num_threads: int | None = None) -> int:
     return threads
 
 
+def use_tf32(enabled: bool) -> None:
+    """Allow (or forbid) TF32 tensor-core math for CUDA convolutions and matrix products, process-wide.
+
+    PyTorch forbids it for matrix products but allows it for cuDNN convolutions by default, so GPU scores
+    would differ from CPU ones by about 1e-3 (TF32 keeps 10 mantissa bits). Scoring forbids it unless asked:
+    then GPU and CPU values agree to float32 rounding, and proxies that sum many terms (GraSP, SynFlow) do not
+    drift.
+    """
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
 def retain_freed_memory() -> bool:
     """Have the C allocator keep the memory torch frees for reuse instead of returning it to the system
     (glibc's `mallopt`); True when it took effect, False where there is no such call.

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from app.services.errors import ServiceError
     from app.workers.scoring import score_architecture
     from scorers.calibration import BUILTIN_SETS, load_calibration_batch
-    from scorers.device import configure_cpu_threads, resolve_device
+    from scorers.device import configure_cpu_threads, resolve_device, use_tf32
     from search_spaces import SPACES
 
     if args.space not in SPACES:
@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(error))
     if device.type == "cpu":
         configure_cpu_threads()
+    else:
+        use_tf32(False)  # the service's default: GPU values agree with CPU ones to float32 rounding
     started = time.perf_counter()
     try:
         results = score_architecture(

@@ -89,12 +89,13 @@ def threads_per_worker(devices: Sequence[str]) -> int:
 class LocalPool(QueuedExecutor):
     kind = "worker pool"
 
-    def __init__(self, devices: Sequence[str], threads: int | None = None) -> None:
+    def __init__(self, devices: Sequence[str], threads: int | None = None, tf32: bool = False) -> None:
         if not devices:
             raise ValueError("a local pool needs at least one worker device")
         super().__init__()
         self._context = multiprocessing.get_context("spawn")
         self._threads = threads or threads_per_worker(devices)
+        self._tf32 = tf32
         self._slots = [_Slot(f"worker-{index}", device) for index, device in enumerate(devices)]
         self._wake_reader, self._wake_writer = self._context.Pipe(duplex=False)
         for slot in self._slots:
@@ -144,7 +145,7 @@ class LocalPool(QueuedExecutor):
         parent_end, child_end = self._context.Pipe()
         process = self._context.Process(
             target=worker_main,
-            args=(child_end, slot.name, slot.device, self._threads, os.getpid()),
+            args=(child_end, slot.name, slot.device, self._threads, os.getpid(), self._tf32),
             name=f"nasscore-{slot.name}",
             daemon=True,
         )

@@ -22,17 +22,21 @@ class WorkerState:
     """One scoring worker's device, torch threads and decoded calibration batches, kept between tasks. The
     local pool's processes and the Ray executor's actors both score through it, so their results agree."""
 
-    def __init__(self, name: str, device: str, threads: int) -> None:
+    def __init__(self, name: str, device: str, threads: int, tf32: bool = False) -> None:
         import torch
 
-        from scorers.device import retain_freed_memory
+        from scorers.device import retain_freed_memory, use_tf32
 
         self.name = name
         self.device = torch.device(device)
+        self.device_label = str(self.device)
         torch.set_num_threads(threads)
         retain_freed_memory()  # a worker scores network after network: reuse freed buffers, no page faults
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+            # Set either way: PyTorch lets cuDNN convolutions use TF32 unless told not to.
+            use_tf32(tf32)
+            self.device_label += "+tf32" if tf32 else ""
         self.torch_version = torch.__version__
         self.calibration: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
 
@@ -64,17 +68,19 @@ class WorkerState:
             architecture_data=task.architecture_data,
         )
         seconds = time.perf_counter() - started
-        return TaskResult(results, str(self.device), seconds, self.name, self.torch_version)
+        return TaskResult(results, self.device_label, seconds, self.name, self.torch_version)
 
 
-def worker_main(connection: Connection, name: str, device: str, threads: int, parent_pid: int) -> None:
+def worker_main(
+    connection: Connection, name: str, device: str, threads: int, parent_pid: int, tf32: bool = False
+) -> None:
     """Entry point of a spawned worker. Messages in: a ScoringTask or None (stop). Out: ("ready", name),
     then ("ok", TaskResult) or ("error", text) per task."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     os.environ.setdefault("OMP_WAIT_POLICY", DEFAULT_OMP_WAIT_POLICY)  # read once, when torch loads below
     import app.workers.scoring  # noqa: F401  (torch, the proxies and the search spaces, loaded before the first task)
 
-    state = WorkerState(name, device, threads)
+    state = WorkerState(name, device, threads, tf32)
     if not _send(connection, ("ready", name)):
         return
     while (task := _next_task(connection, parent_pid)) is not None:

@@ -162,14 +162,14 @@ class ScoringActor:
     """One Ray actor: the local pool's worker state behind `run`. `watch` never returns: its reference fails
     the moment the actor dies, so a death is noticed even while the actor is idle."""
 
-    def __init__(self, name: str, device: str, threads: int) -> None:
+    def __init__(self, name: str, device: str, threads: int, tf32: bool = False) -> None:
         from app.workers.process import DEFAULT_OMP_WAIT_POLICY
 
         os.environ.setdefault("OMP_WAIT_POLICY", DEFAULT_OMP_WAIT_POLICY)  # read once, when torch loads below
         import app.workers.scoring  # noqa: F401  (torch, the proxies and the search spaces, loaded before `describe`)
         from app.workers.process import WorkerState
 
-        self._state = WorkerState(name, device, threads)
+        self._state = WorkerState(name, device, threads, tf32)
 
     def describe(self) -> dict[str, Any]:
         import ray
@@ -209,6 +209,7 @@ class RayExecutor(QueuedExecutor):
         cpus_per_actor: float,
         home: Path,
         gpu_share: int | None = None,
+        tf32: bool = False,
     ) -> None:
         """Connect to the cluster at `address`, or start a local instance sized for the actors (or use the
         Ray instance this process is already connected to), and launch the actors."""
@@ -235,6 +236,7 @@ class RayExecutor(QueuedExecutor):
             raise
         self._address = ray.get_runtime_context().gcs_address
         self._threads = max(1, int(self._plan.cpus))
+        self._tf32 = tf32
         self._actor_class = ray.remote(ScoringActor)
         self._actors = [_Actor(f"ray-actor-{index}") for index in range(self._plan.count)]
         self._stored: OrderedDict[str, StoredCalibration] = OrderedDict()
@@ -348,7 +350,7 @@ class RayExecutor(QueuedExecutor):
             max_restarts=0,  # replaced by _launch instead, so a death is always seen and counted
             max_task_retries=0,  # a task is retried by the dispatcher, never by Ray behind its back
             max_concurrency=2,  # `run` and the `watch` that outlives it
-        ).remote(actor.name, self._plan.device, self._threads)
+        ).remote(actor.name, self._plan.device, self._threads, self._tf32)
         with self._lock:
             old, held = actor.handle, actor.current
             if old is not None:

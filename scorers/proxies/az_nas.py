@@ -87,14 +87,19 @@ def az_nas_pass(ctx: ScoringContext) -> dict[str, float]:
     then one vector-Jacobian product per cell; values come back NaN-mapped to -inf, as the reference does."""
     generator = torch.Generator().manual_seed(SEED)
     features = stem_and_cell_outputs(ctx, generator)
-    entropies = torch.tensor([eigen_entropy(feature) for feature in features], dtype=torch.float64)
+    if not features:  # nothing to read: no entropy to add, no step or cell to score
+        return {"expressivity": 0.0, "progressivity": -math.inf, "trainability": -math.inf}
+    # Everything stays on the device until one read-back at the end: no host sync per cell on a GPU.
+    entropies = torch.stack([eigen_entropy(feature) for feature in features])
     outputs_last_first = reversed(range(1, len(features)))
     spectral = [spectral_score(features[index - 1], features[index], generator) for index in outputs_last_first]
     steps = entropies[1:] - entropies[:-1]
+    progressivity = steps.min() if len(steps) else entropies.new_tensor(math.nan)
+    expressivity, progressivity, *per_cell = torch.stack([entropies.sum(), progressivity, *spectral]).tolist()
     values = {
-        "expressivity": entropies.sum().item(),
-        "progressivity": steps.min().item() if len(steps) else math.nan,
-        "trainability": math.fsum(spectral) / len(spectral) if spectral else math.nan,
+        "expressivity": expressivity,
+        "progressivity": progressivity,
+        "trainability": math.fsum(per_cell) / len(per_cell) if per_cell else math.nan,
     }
     return {name: -math.inf if math.isnan(value) else value for name, value in values.items()}
 
@@ -140,28 +145,30 @@ def stem_and_cell_outputs(ctx: ScoringContext, generator: torch.Generator) -> li
     return features
 
 
-def eigen_entropy(feature: Tensor) -> float:
-    """Entropy of the normalised eigenvalues of the (C, C) covariance of a (B, C, H, W) map's channels."""
+def eigen_entropy(feature: Tensor) -> Tensor:
+    """Entropy (0-d, float64) of the normalised eigenvalues of the (C, C) covariance of a (B, C, H, W) map's
+    channels."""
     samples = feature.detach().permute(0, 2, 3, 1).reshape(-1, feature.shape[1]).double()
     centred = samples - samples.mean(dim=0, keepdim=True)
-    eigenvalues = torch.linalg.eigvalsh(centred.T @ centred / centred.shape[0])
+    eigenvalues: Tensor = torch.linalg.eigvalsh(centred.T @ centred / centred.shape[0])
     probabilities = eigenvalues / eigenvalues.sum()
-    return float((-probabilities * torch.log(probabilities + ENTROPY_EPS)).sum().item())
+    return (-probabilities * torch.log(probabilities + ENTROPY_EPS)).sum()
 
 
-def spectral_score(cell_input: Tensor, cell_output: Tensor, generator: torch.Generator) -> float:
-    """-σ - 1/(σ + 1e-6) + 2 for one cell, σ from one Rademacher vector-Jacobian product (see az_trainability)."""
+def spectral_score(cell_input: Tensor, cell_output: Tensor, generator: torch.Generator) -> Tensor:
+    """-σ - 1/(σ + 1e-6) + 2 for one cell (0-d, float64), σ from one Rademacher vector-Jacobian product (see
+    az_trainability); -inf for a cell that passes the signs through unchanged (an identity)."""
     signs = torch.randint(0, 2, cell_output.shape, generator=generator) * 2 - 1
     grad_out = signs.to(cell_output.device, cell_output.dtype)
     (grad_in,) = torch.autograd.grad(cell_output, cell_input, grad_out, retain_graph=True, allow_unused=True)
     if grad_in is None:
         grad_in = torch.zeros_like(cell_input)
-    if grad_in.shape == grad_out.shape and torch.equal(grad_in, grad_out):
-        return -math.inf
+    identity = (grad_in == grad_out).all() if grad_in.shape == grad_out.shape else None
     if grad_in.shape[2:] != grad_out.shape[2:]:
         grad_in = F.pixel_unshuffle(grad_in, grad_in.shape[2] // grad_out.shape[2])
     positions = grad_out.shape[0] * grad_out.shape[2] * grad_out.shape[3]
     rows_in = grad_in.permute(0, 2, 3, 1).reshape(positions, -1).double()
     rows_out = grad_out.permute(0, 2, 3, 1).reshape(positions, -1).double()
-    sigma = float(torch.linalg.svdvals(rows_in.T @ rows_out / positions).max().item())
-    return -sigma - 1.0 / (sigma + SPECTRAL_EPS) + 2.0
+    sigma = torch.linalg.svdvals(rows_in.T @ rows_out / positions).max()
+    score = -sigma - 1.0 / (sigma + SPECTRAL_EPS) + 2.0
+    return score if identity is None else torch.where(identity, -math.inf, score)

@@ -34,7 +34,7 @@ def meco(ctx: ScoringContext) -> float:
     """
     parameters = {name: param.detach() for name, param in ctx.named_parameters().items()}
     buffers = {name: buffer.clone() for name, buffer in ctx.named_buffers().items()}
-    eigenvalues: list[float] = []
+    eigenvalues: list[Tensor] = []  # 0-d tensors, read back at once: no host sync per module on a GPU
 
     def record(module: nn.Module, args: tuple[Any, ...], output: object) -> None:
         first = output[0] if isinstance(output, (tuple, list)) and output else output
@@ -43,18 +43,20 @@ def meco(ctx: ScoringContext) -> float:
 
     with torch.no_grad(), forward_hooks(list(ctx.model.modules()), record):
         ctx.forward(ctx.inputs[:1], parameters=parameters, buffers=buffers)
-    return math.fsum(value for value in eigenvalues if math.isfinite(value))
+    values = torch.stack(eigenvalues).tolist() if eigenvalues else []
+    return math.fsum(value for value in values if math.isfinite(value))
 
 
-def min_correlation_eigenvalue(rows: Tensor) -> float:
-    """λ_min of the Pearson correlation between the rows of a (C, S) map, in float64.
+def min_correlation_eigenvalue(rows: Tensor) -> Tensor:
+    """λ_min of the Pearson correlation between the rows of a (C, S) map, in float64 (a 0-d tensor).
 
     A constant row has no correlation; it gets a zero row and column, as the reference's NaN -> 0.
     """
     if rows.shape[0] < 2 or rows.shape[1] < 2:
-        return 0.0
+        return torch.zeros((), dtype=torch.float64, device=rows.device)
     centred = rows.double() - rows.double().mean(dim=1, keepdim=True)
     norms = centred.norm(dim=1, keepdim=True)
     unit = torch.where(norms > 0, centred / norms.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
     correlation = (unit @ unit.T).clamp(-1.0, 1.0)
-    return float(torch.linalg.eigvalsh(correlation)[0].item())
+    eigenvalues: Tensor = torch.linalg.eigvalsh(correlation)
+    return eigenvalues[0]

@@ -12,7 +12,7 @@ import torch
 from conftest import ALL_CONV, relative_error, small_model
 
 from scorers import score_model
-from scorers.device import configure_cpu_threads, resolve_device
+from scorers.device import configure_cpu_threads, resolve_device, use_tf32
 
 # Every proxy family: the pruning saliencies, the baselines, and the expressivity proxies.
 PROXIES = (
@@ -111,3 +111,14 @@ def test_cuda_scores_match_cpu(synthetic_batch):
     on_gpu = score_model(copy.deepcopy(model).cuda(), *synthetic_batch, PROXIES)
     for name in PROXIES:
         assert relative_error(on_gpu[name], on_cpu[name]) < (1e-2 if name == "swap" else 1e-3), name
+
+
+def test_use_tf32_switches_convolutions_and_matrix_products_together():
+    """PyTorch's defaults differ (cuDNN convolutions may use TF32, matrix products may not): one switch."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        for enabled in (True, False):
+            use_tf32(enabled)
+            assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (enabled, enabled)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

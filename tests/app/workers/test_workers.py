@@ -158,3 +158,26 @@ def test_one_worker_per_cuda_device_each_pinned_to_it() -> None:
         assert sorted(future.result(timeout=300).device for future in futures) == sorted(devices)
     finally:
         executor.shutdown()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("tf32", [False, True])
+def test_gpu_workers_use_tf32_only_when_asked(tf32: bool) -> None:
+    """TF32 off by default, even for cuDNN convolutions where PyTorch allows it; opted in, results say so."""
+    executor = LocalPool(["cuda:0"], tf32=tf32)
+    try:
+        wait_until(executor.ready, 300, "the GPU worker")
+        result = executor.submit(_task()).result(timeout=300)
+        assert result.device == ("cuda:0+tf32" if tf32 else "cuda:0")
+    finally:
+        executor.shutdown()
+
+
+def test_tf32_changes_nothing_on_cpu() -> None:
+    executor = LocalPool(["cpu"], threads=1, tf32=True)
+    try:
+        wait_until(executor.ready, 120, "the worker")
+        assert executor.submit(_task()).result(timeout=120).device == "cpu"
+    finally:
+        executor.shutdown()
