@@ -36,9 +36,9 @@ from conftest import NB201_CSV, LiveServer, PostgresServer, _postgres_bin_dir, s
 
 from app.db import Database  # noqa: E402
 from app.db.models import Score  # noqa: E402
-from app.db.upsert import insert_ignore  # noqa: E402
 from app.services.configs import ConfigOptions, get_or_create_config, resolve_config  # noqa: E402
 from app.services.observations import ObservationInput, record_observations  # noqa: E402
+from app.services.scores import insert_scores  # noqa: E402
 from app.services.spaces import ensure_space, get_or_create_architectures, sample_architectures  # noqa: E402
 from scorers.voting import MAJORITY_MAX_ARCHITECTURES  # noqa: E402
 
@@ -118,7 +118,7 @@ def populate(database_url: str, space_name: str, count: int, configs: int) -> Po
                         )
                         for proxy, value in zip(PROXIES, values, strict=True)
                     ]
-                    insert_ignore(session, Score.__table__, rows, unique=["architecture_id", "config_id", "proxy"])
+                    insert_scores(session, config.id, rows)
             observations = _observations(space_name, archs, rng)
             record_observations(session, space_name, observations, [""] * len(observations))
     finally:
@@ -159,7 +159,7 @@ def add_one_score(database_url: str, fingerprint: str) -> None:
                 "error": None,
                 "computed_from_id": architecture_id,
             }
-            insert_ignore(session, Score.__table__, [row], unique=["architecture_id", "config_id", "proxy"])
+            insert_scores(session, config_id, [row])
     finally:
         database.dispose()
 

@@ -175,7 +175,9 @@ class ScoringConfig(Base):
     """Everything that changes a proxy value; scores are only ever compared within one fingerprint.
     `calibration_kind` says where its batch comes from: a stored one is named by `calibration_digest`, a
     synthetic one is regenerated from the seed, and a legacy one (made before batches were stored) can be
-    read but not scored until its data is added again."""
+    read but not scored until its data is added again. `scores_version` goes up in every transaction that
+    adds scores under the configuration, so a cached population is checked in constant time, not by
+    counting its score rows."""
 
     __tablename__ = "scoring_configs"
 
@@ -192,6 +194,7 @@ class ScoringConfig(Base):
     init: Mapped[str] = mapped_column(String(32))
     proxy_version: Mapped[str] = mapped_column(String(32))
     model_params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    scores_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -249,6 +252,17 @@ class Observation(Base):
     source: Mapped[str] = mapped_column(String(128))
     posted_by: Mapped[str | None] = mapped_column(String(64))
     observed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ObservationVersion(Base):
+    """A counter that goes up in every transaction that writes or deletes observations of one dataset and
+    metric: what a cached population compares to know its accuracies are current."""
+
+    __tablename__ = "observation_versions"
+
+    dataset: Mapped[str] = mapped_column(String(64), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Job(Base):

@@ -20,10 +20,24 @@ def _insert_for(session: Session, table: Table) -> Any:
     raise NotImplementedError(f"idempotent inserts are not implemented for the {dialect} dialect")
 
 
-def insert_ignore(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], unique: Sequence[str]) -> None:
-    """Insert rows, silently skipping those that collide on the `unique` columns."""
-    if rows:
-        session.execute(_insert_for(session, table).on_conflict_do_nothing(index_elements=unique), list(rows))
+def insert_ignore(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], unique: Sequence[str]) -> int:
+    """Insert rows, silently skipping those that collide on the `unique` columns; returns how many were
+    inserted, or -1 where the driver cannot tell."""
+    if not rows:
+        return 0
+    statement = _insert_for(session, table).on_conflict_do_nothing(index_elements=unique)
+    return cast(CursorResult[Any], session.execute(statement, list(rows))).rowcount
+
+
+def increment(session: Session, table: Table, keys: Sequence[Mapping[str, Any]], counter: str) -> None:
+    """Add one to the `counter` column of each row named by `keys` (its primary key), creating a missing
+    row at 1: concurrent writers each add their own one."""
+    if not keys:
+        return
+    unique = [column.name for column in table.primary_key.columns]
+    statement = _insert_for(session, table)
+    statement = statement.on_conflict_do_update(index_elements=unique, set_={counter: table.c[counter] + 1})
+    session.execute(statement, [{**key, counter: 1} for key in keys])
 
 
 def upsert(

@@ -17,8 +17,8 @@ from sqlalchemy import ColumnElement, CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from app.db import Database
-from app.db.models import MAX_DATABASE_INTEGER, Architecture, Observation, SearchSpace, utcnow
-from app.db.upsert import upsert
+from app.db.models import MAX_DATABASE_INTEGER, Architecture, Observation, ObservationVersion, SearchSpace, utcnow
+from app.db.upsert import increment, upsert
 from app.services.configs import known_datasets, validate_dataset
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.keys import ANONYMOUS, Principal, Scope
@@ -133,6 +133,8 @@ def record_observations(
     if not replaces_anyone:
         _refuse_rows_of_others(session, author, first_position, observations, prefixes)
     _record_benchmark_indices(session, space, architectures, observations, prefixes, author)
+    written = sorted({(o.dataset, o.metric) for o in observations})
+    increment(session, ObservationVersion.__table__, [{"dataset": d, "metric": m} for d, m in written], "version")
     return len(rows_by_key)
 
 
@@ -172,12 +174,15 @@ def delete_observations(database: Database, source: str, dataset: str | None = N
     poisoned import; returns how many. NotFound naming `source` when none match."""
     validate_label(source, "source", MAX_SOURCE_LENGTH)
     conditions = [Observation.source == source]
+    versions = []
     if dataset is not None:
         validate_label(dataset, "dataset", MAX_DATASET_LENGTH)
         conditions.append(Observation.dataset == dataset)
+        versions.append(ObservationVersion.dataset == dataset)
     if metric is not None:
         validate_label(metric, "metric", MAX_METRIC_LENGTH)
         conditions.append(Observation.metric == metric)
+        versions.append(ObservationVersion.metric == metric)
 
     def remove(session: Session) -> int:
         deleted = cast(CursorResult[Any], session.execute(delete(Observation).where(*conditions))).rowcount
@@ -186,6 +191,7 @@ def delete_observations(database: Database, source: str, dataset: str | None = N
             sources = _source_names(session)
             listed = f"; stored sources: {', '.join(map(repr, sources))}" if sources else "; none are stored"
             raise NotFound("source", f"no observations from source {source!r}{of}{listed}")
+        session.execute(update(ObservationVersion).where(*versions).values(version=ObservationVersion.version + 1))
         return deleted
 
     return database.transact(remove)

@@ -6,10 +6,10 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Score, utcnow
+from app.db.models import Score, ScoringConfig, utcnow
 from app.db.upsert import insert_ignore
 from scorers import ProxyResult
 
@@ -56,7 +56,7 @@ def record_scores(
         if result.error is None
         for member_id in member_ids
     ]
-    insert_ignore(session, Score.__table__, rows, unique=UNIQUE_SCORE)
+    insert_scores(session, config_id, rows)
 
 
 def share_class_scores(session: Session, config_id: int, member_ids: Sequence[int], proxies: Iterable[str]) -> None:
@@ -86,7 +86,19 @@ def share_class_scores(session: Session, config_id: int, member_ids: Sequence[in
         for score in first_per_proxy.values()
         for member_id in member_ids
     ]
-    insert_ignore(session, Score.__table__, rows, unique=UNIQUE_SCORE)
+    insert_scores(session, config_id, rows)
+
+
+def insert_scores(session: Session, config_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert-or-nothing score rows of one configuration; when any landed, the configuration's
+    `scores_version` goes up in the same transaction, which is what cached populations compare."""
+    if insert_ignore(session, Score.__table__, rows, unique=UNIQUE_SCORE) != 0:
+        session.execute(
+            update(ScoringConfig)
+            .where(ScoringConfig.id == config_id)
+            .values(scores_version=ScoringConfig.scores_version + 1)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _row(architecture_id: int, config_id: int, proxy: str, **values: Any) -> dict[str, Any]:

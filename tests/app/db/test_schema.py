@@ -17,7 +17,18 @@ from app.db.migrations import (
     require_current,
     upgrade,
 )
-from app.db.models import Architecture, Base, Job, JobItem, Score, ScoringConfig, SearchSpace, UtcDateTime, utcnow
+from app.db.models import (
+    Architecture,
+    Base,
+    Job,
+    JobItem,
+    ObservationVersion,
+    Score,
+    ScoringConfig,
+    SearchSpace,
+    UtcDateTime,
+    utcnow,
+)
 
 
 def _schema_diff(database: Database) -> list:
@@ -169,8 +180,9 @@ ITEMS_0004 = table(
 )
 
 
-def _queued_batch_at_0004(session: Any) -> tuple[int, int]:
-    """A running batch (id 7) of two pending items (ids 40, 41); returns its space and configuration ids."""
+def _cells_and_config_at_0004(session: Any, fingerprint: str = "f" * 64) -> tuple[int, list[int], int]:
+    """A space with two cells and a synthetic configuration, as revision 0004's columns store them; returns
+    the space's, the cells' and the configuration's ids."""
     space = session.execute(insert(SearchSpace).values(name="nb201").returning(SearchSpace.id)).scalar_one()
     archs = [
         session.execute(
@@ -180,10 +192,16 @@ def _queued_batch_at_0004(session: Any) -> tuple[int, int]:
         ).scalar_one()
         for n in range(2)
     ]
-    config_values = {"fingerprint": "f" * 64, "dataset": "cifar10", "data_source": "synthetic|cifar10"}
+    config_values = {"fingerprint": fingerprint, "dataset": "cifar10", "data_source": "synthetic|cifar10"}
     config_values |= {"calibration_kind": "synthetic", "batch_size": 8, "sampling": "random", "seed": 0}
     config_values |= {"init": "default", "proxy_version": "1", "model_params": {}, "created_at": utcnow()}
     config = session.execute(insert(CONFIGS_0004).values(**config_values).returning(CONFIGS_0004.c.id)).scalar_one()
+    return space, archs, config
+
+
+def _queued_batch_at_0004(session: Any) -> tuple[int, int]:
+    """A running batch (id 7) of two pending items (ids 40, 41); returns its space and configuration ids."""
+    space, archs, config = _cells_and_config_at_0004(session)
     job = {"kind": "batch", "space_id": space, "config_id": config, "spec_key": "s", "priority": 0, "total": 2}
     session.execute(insert(JOBS_0004).values(id=7, status="running", proxies=[], created_at=utcnow(), **job))
     for item_id, arch in zip((40, 41), archs, strict=True):
@@ -212,5 +230,49 @@ def test_jobs_and_their_items_keep_their_ids_under_the_new_names(database_url: s
         with database.read_session() as session:
             assert sorted(session.execute(select(ITEMS_0004.c.id, ITEMS_0004.c.batch_id)).all()) == [(40, 7), (41, 7)]
             assert sorted(session.execute(select(JOBS_0004.c.id)).scalars()) == [7, 8]
+    finally:
+        database.dispose()
+
+
+SCORES_0006 = table(
+    "scores",
+    *(column(name) for name in ("architecture_id", "config_id", "proxy", "value", "seconds", "device")),
+    column("computed_from_id"),
+    column("created_at", UtcDateTime()),
+)
+OBSERVATIONS_0006 = table(
+    "observations",
+    *(column(name) for name in ("architecture_id", "dataset", "metric", "accuracy", "source")),
+    column("observed_at", UtcDateTime()),
+)
+
+
+def test_existing_scores_and_observations_start_their_version_counters(database_url: str) -> None:
+    """Revision 0007 starts the counters of what is already stored: a configuration with scores at 1 (one
+    without stays at 0, so populations skip it), and each observed dataset and metric at 1."""
+    upgrade(database_url, "0006")
+    database = Database(database_url)
+    try:
+        with database.session() as session:
+            _, [first, _], scored = _cells_and_config_at_0004(session)
+            stored = session.execute(select(CONFIGS_0004).where(CONFIGS_0004.c.id == scored)).one()._asdict()
+            config_values = {name: value for name, value in stored.items() if name != "id"}
+            unscored = session.execute(
+                insert(CONFIGS_0004).values({**config_values, "fingerprint": "e" * 64}).returning(CONFIGS_0004.c.id)
+            ).scalar_one()
+            score = {"architecture_id": first, "config_id": scored, "proxy": "snip", "value": 1.0, "seconds": 0.1}
+            session.execute(
+                insert(SCORES_0006).values(device="cpu", computed_from_id=first, created_at=utcnow(), **score)
+            )
+            observation = {"architecture_id": first, "dataset": "cifar10", "metric": "test_accuracy", "accuracy": 90.0}
+            session.execute(insert(OBSERVATIONS_0006).values(source="user", observed_at=utcnow(), **observation))
+        upgrade(database_url)
+        with database.read_session() as session:
+            counters = dict(session.execute(select(ScoringConfig.id, ScoringConfig.scores_version)).all())
+            observed = session.execute(
+                select(ObservationVersion.dataset, ObservationVersion.metric, ObservationVersion.version)
+            ).all()
+        assert counters == {scored: 1, unscored: 0}
+        assert observed == [("cifar10", "test_accuracy", 1)]
     finally:
         database.dispose()

@@ -20,7 +20,7 @@ from app.services.leaderboard import (
     leaderboard,
     stored_standing,
 )
-from app.services.observations import ObservationInput, record_observations
+from app.services.observations import ObservationInput, delete_observations, record_observations
 from app.services.population import Population, load_scored_population
 from app.services.votes import VoteRequest
 from scorers import DEFAULT_PROXIES
@@ -185,7 +185,8 @@ def test_a_candidate_joins_the_stored_classes_once(sqlite_database: Database, ra
 def test_a_cached_snapshot_lasts_until_its_scores_or_observations_change(
     sqlite_database: Database, ranked: StoredClasses
 ) -> None:
-    """Its own classes and configuration, so the observation it adds changes no other test's accuracies."""
+    """Its own classes and configuration, so the observation it adds changes no other test's accuracies.
+    Writing scores that are all stored already adds nothing and keeps the snapshot; a deletion replaces it."""
     cells = [[arch] for arch in one_cell_per_class(3, seed=14, taken=set(ranked.keys))]
     stored = store_classes(sqlite_database, 23, cells[:2], [_values(0), _values(1)])
 
@@ -203,3 +204,12 @@ def test_a_cached_snapshot_lasts_until_its_scores_or_observations_change(
         record_observations(session, "nb201", [observation], [""])
     observed = snapshot()
     assert observed is not grown and observed.accuracy[0] == 50.0
+    store_classes(sqlite_database, 23, cells, [_values(0), _values(1), _values(2)])
+    assert snapshot() is observed
+    with sqlite_database.session() as session:
+        other = ObservationInput(arch=cells[1][0], dataset="cifar10", accuracy=60.0, source="cache-test")
+        record_observations(session, "nb201", [other], [""])
+    relabelled = snapshot()
+    assert relabelled is not observed
+    assert delete_observations(sqlite_database, "cache-test", dataset="cifar10") == 1
+    assert snapshot() is not relabelled
