@@ -148,27 +148,33 @@ def stem_and_cell_outputs(ctx: ScoringContext, generator: torch.Generator) -> li
 def eigen_entropy(feature: Tensor) -> Tensor:
     """Entropy (0-d, float64) of the normalised eigenvalues of the (C, C) covariance of a (B, C, H, W) map's
     channels."""
-    samples = feature.detach().permute(0, 2, 3, 1).reshape(-1, feature.shape[1]).double()
+    samples = channels_last_rows(feature.detach())
     centred = samples - samples.mean(dim=0, keepdim=True)
     eigenvalues: Tensor = torch.linalg.eigvalsh(centred.T @ centred / centred.shape[0])
     probabilities = eigenvalues / eigenvalues.sum()
     return (-probabilities * torch.log(probabilities + ENTROPY_EPS)).sum()
 
 
+def channels_last_rows(maps: Tensor) -> Tensor:
+    """A (B, C, H, W) map as B·H·W rows of C float64 channels, converted and transposed in one copy."""
+    rows = maps.permute(0, 2, 3, 1).to(torch.float64, memory_format=torch.contiguous_format)
+    return rows.reshape(-1, maps.shape[1])
+
+
 def spectral_score(cell_input: Tensor, cell_output: Tensor, generator: torch.Generator) -> Tensor:
     """-σ - 1/(σ + 1e-6) + 2 for one cell (0-d, float64), σ from one Rademacher vector-Jacobian product (see
     az_trainability); -inf for a cell that passes the signs through unchanged (an identity)."""
-    signs = torch.randint(0, 2, cell_output.shape, generator=generator) * 2 - 1
-    grad_out = signs.to(cell_output.device, cell_output.dtype)
+    # The same draws as integer signs (random_ picks 0 or 1 alike for every dtype), without int64 copies.
+    signs = torch.randint(0, 2, cell_output.shape, generator=generator, dtype=cell_output.dtype).mul_(2).sub_(1)
+    grad_out = signs.to(cell_output.device)
     (grad_in,) = torch.autograd.grad(cell_output, cell_input, grad_out, retain_graph=True, allow_unused=True)
     if grad_in is None:
         grad_in = torch.zeros_like(cell_input)
     identity = (grad_in == grad_out).all() if grad_in.shape == grad_out.shape else None
     if grad_in.shape[2:] != grad_out.shape[2:]:
         grad_in = F.pixel_unshuffle(grad_in, grad_in.shape[2] // grad_out.shape[2])
-    positions = grad_out.shape[0] * grad_out.shape[2] * grad_out.shape[3]
-    rows_in = grad_in.permute(0, 2, 3, 1).reshape(positions, -1).double()
-    rows_out = grad_out.permute(0, 2, 3, 1).reshape(positions, -1).double()
+    rows_in, rows_out = channels_last_rows(grad_in), channels_last_rows(grad_out)
+    positions = rows_out.shape[0]
     sigma = torch.linalg.svdvals(rows_in.T @ rows_out / positions).max()
     score = -sigma - 1.0 / (sigma + SPECTRAL_EPS) + 2.0
     return score if identity is None else torch.where(identity, -math.inf, score)
