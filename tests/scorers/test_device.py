@@ -60,6 +60,8 @@ def test_configure_cpu_threads_sets_torch_threads():
 
 # Scores one NB201 network repeatedly and counts the minor page faults of a warm scoring, before and after
 # retain_freed_memory(): in a process of its own, since the allocator setting lasts as long as the process.
+# The fewest of three scorings is kept, so pages the kernel reclaims meanwhile (memory pressure from other
+# processes) do not count as the allocator's.
 PAGE_FAULTS_SCRIPT = """
 import json, resource
 import torch
@@ -75,9 +77,12 @@ model = nb201.build_model(%r, 10, channels=16, cells_per_stage=1)
 
 def warm_page_faults():
     score_model(model, batch.inputs, batch.targets, ("snip", "grasp"))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    score_model(model, batch.inputs, batch.targets, ("snip", "grasp"))
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    counts = []
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        score_model(model, batch.inputs, batch.targets, ("snip", "grasp"))
+        counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    return min(counts)
 
 default = warm_page_faults()
 retained = retain_freed_memory()
