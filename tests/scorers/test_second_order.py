@@ -69,13 +69,15 @@ def test_fast_layers_pass_gradgradcheck(stride, padding, dilation, groups, affin
         assert torch.autograd.gradgradcheck(network, (inputs, *params))
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("shape", [(64, 16, 32, 32), (8, 64, 8, 8), (3, 5, 7, 9), (2, 3, 1, 6), (1, 2, 1, 1)])
-def test_the_average_pool_is_atens_bit_for_bit(shape, dtype):
+def test_the_average_pool_is_atens_bit_for_bit(shape, dtype, memory_format):
     """Forward and backward, on values spread over many magnitudes so that the order of the sums shows."""
     generator = torch.Generator().manual_seed(sum(shape))
     values = torch.randn(shape, generator=generator, dtype=dtype)
     values *= torch.rand(shape, generator=generator, dtype=dtype).pow(8) * 1e4
+    values = values.contiguous(memory_format=memory_format)
     pool = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
     expected_inputs = values.clone().requires_grad_()
     expected = pool(expected_inputs)
