@@ -37,7 +37,11 @@ def make_executor(settings: Settings) -> Executor:
         )
     from app.workers.local import LocalPool, plan_devices
 
-    return LocalPool(plan_devices(settings.device, settings.workers, settings.workers_per_gpu), tf32=settings.tf32)
+    return LocalPool(
+        plan_devices(settings.device, settings.workers, settings.workers_per_gpu),
+        tf32=settings.tf32,
+        cells_per_worker=settings.cells_per_worker,
+    )
 
 
 def display_url(url: str) -> str:

@@ -41,6 +41,14 @@ class Settings(BaseSettings):
         description="Worker processes (local) or actors (Ray) sharing one GPU: a small NB201 cell leaves a large "
         "GPU mostly idle.",
     )
+    cells_per_worker: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Cells each local worker process scores at once, each in its own thread and, on a GPU, its own "
+        "CUDA stream: the other way (beside --workers-per-gpu) to keep a large GPU busy with small cells. Local "
+        "pool only.",
+    )
     tf32: bool = Field(
         False,
         description="Let CUDA workers use TF32 tensor-core math in convolutions and matrix products: faster on "

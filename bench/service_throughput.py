@@ -43,6 +43,7 @@ class Deployment:
     executor: str = "local"
     device: str = "cpu"
     workers_per_gpu: int = 1
+    cells_per_worker: int = 1
 
     def describe(self) -> str:
         kind = "Ray CPU actor(s)" if self.executor == "ray" else "CPU worker(s)"
@@ -87,6 +88,7 @@ def serve(deployment: Deployment, database_url: str, npz: Path, name: str) -> It
         "NASSCORE_PORT": str(port),
         "NASSCORE_DEVICE": deployment.device,
         "NASSCORE_WORKERS_PER_GPU": str(deployment.workers_per_gpu),
+        "NASSCORE_CELLS_PER_WORKER": str(deployment.cells_per_worker),
         "NASSCORE_LOG_LEVEL": "warning",
     }
     log = (home / "serve.log").open("wb")
@@ -94,7 +96,7 @@ def serve(deployment: Deployment, database_url: str, npz: Path, name: str) -> It
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             try:
-                wait_for(client, "/readyz", lambda body: _warm(body, deployment.workers), timeout=600)
+                wait_for(client, "/readyz", lambda body: _warm(body, deployment), timeout=600)
             except TimeoutError as error:
                 raise TimeoutError(f"{error}; the server's log: {home / 'serve.log'}") from None
             yield client, server.pid
@@ -103,8 +105,12 @@ def serve(deployment: Deployment, database_url: str, npz: Path, name: str) -> It
         server.wait(timeout=120)
 
 
-def _warm(readiness: dict, workers: int) -> bool:
-    return readiness["status"] == "ready" and readiness["workers"]["ready"] == workers
+def _warm(readiness: dict, deployment: Deployment) -> bool:
+    """Every worker started. On GPUs the local pool has --workers-per-gpu per device whatever --workers says,
+    and it reports ready only once all of them are."""
+    if readiness["status"] != "ready":
+        return False
+    return deployment.device != "cpu" or readiness["workers"]["ready"] == deployment.workers
 
 
 def run_batch(deployment: Deployment, cells: int, seed: int, npz: Path, database_url: str | None = None) -> dict:

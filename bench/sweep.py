@@ -16,7 +16,8 @@ The report is printed and written as Markdown (`--report`, e.g. docs/sweep_nb201
 
     .venv/bin/python -m bench.sweep --all --workers 2 --report docs/sweep_nb201_cifar10_cpu.md
     .venv/bin/python -m bench.sweep --sample 300 --seed 0 --workers 2          # a quicker, extrapolated run
-    .venv/bin/python -m bench.sweep --all --device cuda --workers-per-gpu 4    # on a GPU host
+    .venv/bin/python -m bench.sweep --all --device cuda --workers-per-gpu 4    # on a GPU host: processes,
+    .venv/bin/python -m bench.sweep --all --device cuda --cells-per-worker 4   # or CUDA streams in one process
 """
 
 import argparse
@@ -201,7 +202,7 @@ def render(
     cpu = sum(trace.cpu_busy) / len(trace.cpu_busy) * 100 if trace.cpu_busy else float("nan")
     scope = "the whole space" if args.all else f"a seeded sample of {args.sample} cells (seed {args.seed})"
     lines = [
-        f"# NB201 sweep on {args.device} ({args.workers} worker(s), {os.cpu_count()} CPUs)",
+        f"# NB201 sweep on {args.device} ({workers_line(args)}, {os.cpu_count()} CPUs)",
         "",
         f"Measured {datetime.now().date()} with `{args.command}`: {scope}, the default configuration "
         f"(CIFAR-10, batch 64, C=16, N=5) and proxy set, through a real `nasscore serve`.",
@@ -237,6 +238,11 @@ def render(
     return "\n".join(lines) + "\n"
 
 
+def workers_line(args: argparse.Namespace) -> str:
+    processes = f"{args.workers} worker(s)" if args.device == "cpu" else f"{args.workers_per_gpu} worker(s) per GPU"
+    return processes + (f" × {args.cells_per_worker} cells at once" if args.cells_per_worker > 1 else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     selection = parser.add_mutually_exclusive_group(required=True)
@@ -246,6 +252,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--workers-per-gpu", type=int, default=1)
+    parser.add_argument("--cells-per-worker", type=int, default=1, help="cells each worker scores at once")
     parser.add_argument("--npz", type=Path, default=SHARED / "cifar10" / "cifar10_train_3805.npz")
     parser.add_argument("--csv", type=Path, default=SHARED / "nb201" / "nb201_cifar10_test_acc.csv")
     parser.add_argument("--report", type=Path, help="write the Markdown report here too")
@@ -254,7 +261,9 @@ def main() -> None:
     database_url = f"sqlite:///{tempfile.mkdtemp(prefix='nasscore-sweep-')}/nasscore.db"
     env = os.environ | {"NASSCORE_DATABASE_URL": database_url}
     subprocess.run([NASSCORE, "db", "upgrade"], env=env, check=True, capture_output=True)
-    deployment = Deployment(args.workers, device=args.device, workers_per_gpu=args.workers_per_gpu)
+    deployment = Deployment(
+        args.workers, device=args.device, workers_per_gpu=args.workers_per_gpu, cells_per_worker=args.cells_per_worker
+    )
     print(f"cpus: {os.cpu_count()}  load average before: {os.getloadavg()[0]:.2f}")
     with serve(deployment, database_url, args.npz, "sweep") as (client, server_pid):
         print(f"imported {import_accuracies(client, args.csv):,} accuracies")

@@ -311,8 +311,10 @@ class ScoringContext:
         return elapsed - nested, value
 
     def _synchronize(self) -> None:
+        """Wait for this thread's stream only: a worker scoring several cells at once runs each on its own
+        stream, and a device-wide wait would make every cell wait on the others (and charge their time)."""
         if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+            torch.cuda.current_stream(self.device).synchronize()
 
 
 def _gradient_dot(constant: Gradients, graph: Sequence[Tensor | None]) -> Tensor:

@@ -1,8 +1,9 @@
 """The local executor: N spawned processes per CUDA device (pinned to it; --workers-per-gpu, default 1) or N
-CPU processes sharing the cores. A supervisor thread feeds tasks to idle workers and collects results; a
-worker that dies fails only the task it held (WorkerDied) and is replaced, so one bad cell never takes the pool
-down. Should the supervisor itself fail, the pool is broken: every task it holds or is given fails with
-WorkerDied and the pool reports itself dead, instead of silently keeping its work forever."""
+CPU processes sharing the cores, each scoring up to --cells-per-worker cells at once (default 1). A supervisor
+thread feeds tasks to workers with a free lane and collects results; a worker that dies fails only the tasks it
+held (WorkerDied) and is replaced, so one bad cell never takes the pool down. Should the supervisor itself
+fail, the pool is broken: every task it holds or is given fails with WorkerDied and the pool reports itself
+dead, instead of silently keeping its work forever."""
 
 import contextlib
 import logging
@@ -12,7 +13,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -34,7 +35,9 @@ class _Slot:
     process: BaseProcess | None = None
     connection: Connection | None = None
     ready: bool = False
-    current: tuple[ScoringTask, "Future[TaskResult]"] | None = None
+    # Tasks sent to the worker and not answered yet, by the number they travelled with.
+    in_flight: dict[int, tuple[ScoringTask, "Future[TaskResult]"]] = field(default_factory=dict)
+    sent: int = 0
     failed_starts: int = 0
     respawn_at: float = 0.0
     restarts: int = 0
@@ -89,13 +92,18 @@ def threads_per_worker(devices: Sequence[str]) -> int:
 class LocalPool(QueuedExecutor):
     kind = "worker pool"
 
-    def __init__(self, devices: Sequence[str], threads: int | None = None, tf32: bool = False) -> None:
+    def __init__(
+        self, devices: Sequence[str], threads: int | None = None, tf32: bool = False, cells_per_worker: int = 1
+    ) -> None:
         if not devices:
             raise ValueError("a local pool needs at least one worker device")
+        if cells_per_worker < 1:
+            raise ValueError(f"cells_per_worker must be at least 1, got {cells_per_worker}")
         super().__init__()
         self._context = multiprocessing.get_context("spawn")
         self._threads = threads or threads_per_worker(devices)
         self._tf32 = tf32
+        self._lanes = cells_per_worker
         self._slots = [_Slot(f"worker-{index}", device) for index, device in enumerate(devices)]
         self._wake_reader, self._wake_writer = self._context.Pipe(duplex=False)
         for slot in self._slots:
@@ -105,7 +113,7 @@ class LocalPool(QueuedExecutor):
 
     @property
     def capacity(self) -> int:
-        return len(self._slots)
+        return len(self._slots) * self._lanes
 
     def alive(self) -> bool:
         return self.running() and all(s.process is not None and s.process.is_alive() for s in self._slots)
@@ -118,7 +126,8 @@ class LocalPool(QueuedExecutor):
                 "workers": len(self._slots),
                 "alive": sum(1 for s in self._slots if s.process is not None and s.process.is_alive()),
                 "ready": sum(1 for s in self._slots if s.ready),
-                "busy": sum(1 for s in self._slots if s.current is not None),
+                "busy": sum(len(s.in_flight) for s in self._slots),
+                "cells_per_worker": self._lanes,
                 "queued": len(self._queue),
                 "devices": [s.device for s in self._slots],
                 "pids": [s.process.pid if s.process is not None else None for s in self._slots],
@@ -145,7 +154,7 @@ class LocalPool(QueuedExecutor):
         parent_end, child_end = self._context.Pipe()
         process = self._context.Process(
             target=worker_main,
-            args=(child_end, slot.name, slot.device, self._threads, os.getpid(), self._tf32),
+            args=(child_end, slot.name, slot.device, self._threads, os.getpid(), self._tf32, self._lanes),
             name=f"nasscore-{slot.name}",
             daemon=True,
         )
@@ -180,9 +189,9 @@ class LocalPool(QueuedExecutor):
         with self._lock:
             self._failure = failure
         for slot in self._slots:
-            if slot.current is not None:
-                fail_task(slot.current[1], failure)
-                slot.current = None
+            for _, future in slot.in_flight.values():
+                fail_task(future, failure)
+            slot.in_flight.clear()
         self._fail_queued(failure)
         for slot in self._slots:
             self._stop(slot)
@@ -196,30 +205,30 @@ class LocalPool(QueuedExecutor):
 
     def _assign_tasks(self) -> None:
         for slot in self._slots:
-            if not slot.ready or slot.current is not None:
-                continue
-            with self._lock:
-                if not self._queue:
-                    return
-                task, future = self._queue.popleft()
-            if not future.set_running_or_notify_cancel():
-                continue
-            slot.current = (task, future)
-            with contextlib.suppress(OSError):  # the worker is dying; _replace_if_dead fails this task and restarts it
-                slot.pipe().send(task)
+            while slot.ready and len(slot.in_flight) < self._lanes:
+                with self._lock:
+                    if not self._queue:
+                        return
+                    task, future = self._queue.popleft()
+                if not future.set_running_or_notify_cancel():
+                    continue
+                slot.sent += 1
+                slot.in_flight[slot.sent] = (task, future)
+                with contextlib.suppress(OSError):  # the worker is dying; _replace_if_dead fails the task, restarts it
+                    slot.pipe().send((slot.sent, task))
 
     def _receive(self, slot: _Slot) -> None:
         try:
-            kind, payload = slot.pipe().recv()
+            kind, *message = slot.pipe().recv()
         except (EOFError, OSError):
             return  # the process is gone; _replace_if_dead handles it
         if kind == "ready":
             slot.ready, slot.failed_starts = True, 0
             return
-        if slot.current is None:
-            raise RuntimeError(f"worker {slot.name} sent a {kind!r} result with no task assigned")
-        _, future = slot.current
-        slot.current = None
+        number, payload = message
+        if number not in slot.in_flight:
+            raise RuntimeError(f"worker {slot.name} sent a {kind!r} result for task {number}, which it does not hold")
+        _, future = slot.in_flight.pop(number)
         if kind == "ok":
             future.set_result(payload)
         else:
@@ -235,10 +244,9 @@ class LocalPool(QueuedExecutor):
             slot.restarts += 1
 
     def _bury(self, slot: _Slot) -> None:
-        """Fail the dead worker's task and schedule a restart (backing off if it dies while starting)."""
+        """Fail the dead worker's tasks and schedule a restart (backing off if it dies while starting)."""
         exit_code = slot.running_process().exitcode
-        if slot.current is not None:
-            task, future = slot.current
+        for task, future in slot.in_flight.values():
             message = f"worker process {slot.name} on {slot.device} died (exit code {exit_code}) scoring {task.arch}"
             future.set_exception(WorkerDied(message))
         if not slot.ready:
@@ -246,18 +254,20 @@ class LocalPool(QueuedExecutor):
         delay = min(MAX_RESPAWN_DELAY_SECONDS, 2.0**slot.failed_starts - 1.0)
         slot.respawn_at = time.monotonic() + delay
         slot.pipe().close()
-        slot.process, slot.connection, slot.current, slot.ready = None, None, None, False
+        slot.process, slot.connection, slot.ready = None, None, False
+        slot.in_flight.clear()
 
     def _stop(self, slot: _Slot) -> None:
         if slot.process is None:
             return
         with contextlib.suppress(OSError):
             slot.pipe().send(None)
-        slot.process.join(STOP_GRACE_SECONDS if slot.current is None else 0.5)
+        slot.process.join(0.5 if slot.in_flight else STOP_GRACE_SECONDS)
         if slot.process.is_alive():
             slot.process.kill()
             slot.process.join()
-        if slot.current is not None:
-            fail_task(slot.current[1], "the worker pool shut down while running this task")
+        for _, future in slot.in_flight.values():
+            fail_task(future, "the worker pool shut down while running this task")
+        slot.in_flight.clear()
         slot.pipe().close()
-        slot.process, slot.connection, slot.current = None, None, None
+        slot.process, slot.connection = None, None

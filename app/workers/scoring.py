@@ -1,6 +1,7 @@
 """Scoring one architecture of a search space: the step the CLI and every worker share, so a seed means
 the same initial weights wherever an architecture is scored."""
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,6 +12,9 @@ from search_spaces import DEFAULT_SPACE, get_space
 
 # Weight initialisation schemes a model can be built with: PyTorch's layer defaults, drawn from the seed.
 INIT_SCHEMES = ("default",)
+# Layer initialisers draw from torch's global generator: threads of one worker seed and build in turn, so a
+# seed gives the same weights however many cells the worker scores at once.
+_GLOBAL_GENERATOR = threading.Lock()
 
 
 def score_architecture(
@@ -43,6 +47,7 @@ def score_architecture(
     searched = get_space(space)
     if architecture_data is not None and (read := searched.parse(architecture_data)) != arch:
         raise ValueError(f"the file that came with {arch} is the file of {read}")
-    torch.manual_seed(seed)
-    model = searched.build_model(arch, **params).to(device)
-    return score_model_detailed(model, inputs.to(device), targets.to(device), proxies)
+    with _GLOBAL_GENERATOR:
+        torch.manual_seed(seed)
+        model = searched.build_model(arch, **params)
+    return score_model_detailed(model.to(device), inputs.to(device), targets.to(device), proxies)

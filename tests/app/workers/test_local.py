@@ -47,6 +47,15 @@ def test_a_device_the_host_lacks_is_refused_by_name(device: str, visible_gpus: i
         plan_devices(device, 1, 2, visible_gpus)
 
 
+def test_cells_per_worker_is_a_setting_of_at_least_one() -> None:
+    assert Settings().cells_per_worker == 1
+    assert Settings(cells_per_worker=4).cells_per_worker == 4
+    with pytest.raises(ValueError, match="cells_per_worker"):
+        Settings(cells_per_worker=0)
+    with pytest.raises(ValueError, match="cells_per_worker must be at least 1"):
+        LocalPool(["cpu"], cells_per_worker=0)
+
+
 def test_workers_per_gpu_is_a_setting_of_at_least_one() -> None:
     assert Settings().workers_per_gpu == 1
     assert Settings(workers_per_gpu=4).workers_per_gpu == 4

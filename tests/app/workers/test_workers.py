@@ -1,6 +1,7 @@
 """The local worker pool with real spawned processes and real NB201 models: results come back (each proxy's
 `ProxyResult` as the scorer returned it), a task that raises fails only itself, a killed worker fails only
-its task and is replaced, and a failed supervisor breaks the pool visibly and fails its tasks."""
+its tasks and is replaced, a worker scoring several cells at once gives the values it gives one at a time,
+and a failed supervisor breaks the pool visibly and fails its tasks."""
 
 import math
 import os
@@ -12,7 +13,7 @@ import pytest
 import torch
 from conftest import TINY_CONFIG, wait_until
 
-from app.workers.base import CalibrationInput, ScoringTask, TaskError, WorkerDied
+from app.workers.base import CalibrationInput, ScoringTask, TaskError, TaskResult, WorkerDied
 from app.workers.local import LocalPool, plan_devices, threads_per_worker
 from scorers import ProxyResult
 
@@ -53,6 +54,27 @@ def pool() -> Iterator[LocalPool]:
     executor.shutdown()
 
 
+@pytest.fixture(scope="module")
+def two_lane_pool() -> Iterator[LocalPool]:
+    executor = LocalPool(["cpu"], threads=1, cells_per_worker=2)
+    wait_until(executor.ready, 180, "the worker to start")
+    yield executor
+    executor.shutdown()
+
+
+def _values(result: TaskResult) -> dict[str, float]:
+    return {proxy: outcome.value for proxy, outcome in result.outcomes.items()}
+
+
+def _slow_task(seed: int = 0, arch: str = ARCH) -> ScoringTask:
+    """A task that runs for seconds rather than a fraction of one: a wider, deeper network on 64 images."""
+    big_batch = CalibrationInput(
+        dataset="cifar10", key="synthetic-64", count=64, batch_size=64, sampling="random", seed=0
+    )
+    big_model = MODEL | {"channels": 32, "cells_per_stage": 3}
+    return _task(arch=arch, model_params=big_model, calibration=big_batch, seed=seed)
+
+
 def _busy_pid(pool: LocalPool) -> int:
     """The pid of the pool's only worker once it is running a task."""
     wait_until(lambda: pool.health()["busy"] == 1, 60, "the worker to start the task")
@@ -80,18 +102,40 @@ def test_a_failing_task_fails_alone(pool: LocalPool) -> None:
 
 def test_a_killed_worker_fails_its_task_and_is_replaced(pool: LocalPool) -> None:
     restarts = pool.health()["restarts"]
-    big_batch = CalibrationInput(
-        dataset="cifar10", key="synthetic-64", count=64, batch_size=64, sampling="random", seed=0
-    )
-    doomed: Future = pool.submit(
-        _task(model_params=MODEL | {"channels": 32, "cells_per_stage": 3}, calibration=big_batch)
-    )
+    doomed: Future = pool.submit(_slow_task())
     os.kill(_busy_pid(pool), signal.SIGKILL)
     with pytest.raises(WorkerDied, match="exit code -9"):
         doomed.result(timeout=120)
     wait_until(pool.ready, 180, "the replacement worker")
     assert pool.health()["restarts"] == restarts + 1
     assert pool.submit(_task()).result(timeout=120).outcomes["synflow"].value > 0
+
+
+def test_a_worker_scoring_two_cells_at_once_gives_the_values_of_one_at_a_time(
+    pool: LocalPool, two_lane_pool: LocalPool
+) -> None:
+    """Each lane builds its model from the seed under the worker's one global generator, so concurrency must
+    not change a single weight, let alone a value."""
+    other = "|avg_pool_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|nor_conv_1x1~0|none~1|nor_conv_3x3~2|"
+    tasks = [_slow_task(seed) for seed in range(2)] + [_slow_task(arch=other), _slow_task(5, arch=other)]
+    one_at_a_time = [_values(pool.submit(task).result(timeout=120)) for task in tasks]
+    futures = [two_lane_pool.submit(task) for task in tasks]
+    assert two_lane_pool.capacity == 2 and two_lane_pool.health()["cells_per_worker"] == 2
+    wait_until(lambda: two_lane_pool.health()["busy"] == 2, 60, "two tasks in the one worker at once")
+    assert [_values(future.result(timeout=240)) for future in futures] == one_at_a_time
+
+
+def test_a_killed_worker_fails_every_task_it_held(two_lane_pool: LocalPool) -> None:
+    restarts = two_lane_pool.health()["restarts"]
+    doomed = [two_lane_pool.submit(_slow_task(seed)) for seed in (0, 1)]
+    wait_until(lambda: two_lane_pool.health()["busy"] == 2, 60, "the worker to take both tasks")
+    os.kill(two_lane_pool.health()["pids"][0], signal.SIGKILL)
+    for future in doomed:
+        with pytest.raises(WorkerDied, match="exit code -9"):
+            future.result(timeout=120)
+    wait_until(two_lane_pool.ready, 180, "the replacement worker")
+    assert two_lane_pool.health()["restarts"] == restarts + 1
+    assert two_lane_pool.submit(_task()).result(timeout=120).outcomes["synflow"].value > 0
 
 
 def test_a_task_with_an_unknown_init_scheme_fails_naming_it(pool: LocalPool) -> None:
@@ -181,3 +225,20 @@ def test_tf32_changes_nothing_on_cpu() -> None:
         assert executor.submit(_task()).result(timeout=120).device == "cpu"
     finally:
         executor.shutdown()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cells_at_once_on_a_gpu_each_on_its_stream_give_the_values_of_one_at_a_time() -> None:
+    tasks = [_slow_task(seed) for seed in range(4)]
+    values = {}
+    for lanes in (1, 4):
+        executor = LocalPool(["cuda:0"], cells_per_worker=lanes)
+        try:
+            wait_until(executor.ready, 300, "the GPU worker")
+            futures = [executor.submit(task) for task in tasks]
+            values[lanes] = [_values(future.result(timeout=300)) for future in futures]
+        finally:
+            executor.shutdown()
+    for alone, together in zip(values[1], values[4], strict=True):
+        assert together == pytest.approx(alone, rel=1e-4)
