@@ -3,8 +3,8 @@ spaces, the proxies and recently used calibration batches warm, then score tasks
 until the parent disappears (so a `kill -9` of the server leaves no orphan behind).
 
 A worker can score several cells at once (`cells_per_worker`): each in a thread of its own ("lane"), on a
-CUDA stream of its own when there are several, so one process keeps a large GPU busy with small cells while
-its kernels of one cell wait on the host for the next. Values do not depend on the lane count.
+CUDA stream of its own when there are several, so while one cell waits on the host the others' kernels keep a
+large GPU busy. Values do not depend on the lane count.
 """
 
 import os
@@ -103,7 +103,7 @@ def worker_main(
     threads: int,
     parent_pid: int,
     tf32: bool = False,
-    cells_at_once: int = 1,
+    cells_per_worker: int = 1,
 ) -> None:
     """Entry point of a spawned worker. Messages in: (number, ScoringTask) or None (stop). Out: ("ready",
     name), then ("ok", number, TaskResult) or ("error", number, text) per task, in the order they finish."""
@@ -114,7 +114,7 @@ def worker_main(
     state = WorkerState(name, device, threads, tf32)
     if not _send(connection, ("ready", name)):
         return
-    _serve_lanes(connection, parent_pid, state, cells_at_once)
+    _serve_lanes(connection, parent_pid, state, cells_per_worker)
 
 
 def _serve_lanes(connection: Connection, parent_pid: int, state: WorkerState, lanes: int) -> None:
