@@ -199,12 +199,15 @@ class ScoringConfig(Base):
 
 
 class Score(Base):
-    """One proxy value; the unique constraint makes retries and concurrent workers unable to duplicate it."""
+    """One proxy value; the unique constraint makes retries and concurrent workers unable to duplicate it.
+    `version` is its configuration's `scores_version` after the transaction that wrote it, so a cached
+    population can read just the rows written since its own version (rows from before revision 0008: 0)."""
 
     __tablename__ = "scores"
     __table_args__ = (
         UniqueConstraint("architecture_id", "config_id", "proxy"),
         Index("ix_scores_config_proxy", "config_id", "proxy"),
+        Index("ix_scores_config_version", "config_id", "version"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -218,6 +221,7 @@ class Score(Base):
     error: Mapped[str | None] = mapped_column(Text)
     computed_from_id: Mapped[int] = mapped_column(ForeignKey("architectures.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class ApiKey(Base):

@@ -68,8 +68,10 @@ def share_class_scores(session: Session, config_id: int, member_ids: Sequence[in
         .order_by(Score.id)
     ).scalars()
     first_per_proxy: dict[str, Score] = {}
+    held: set[tuple[int, str]] = set()
     for score in stored:
         first_per_proxy.setdefault(score.proxy, score)
+        held.add((score.architecture_id, score.proxy))
     rows = [
         _row(
             member_id,
@@ -85,20 +87,27 @@ def share_class_scores(session: Session, config_id: int, member_ids: Sequence[in
         )
         for score in first_per_proxy.values()
         for member_id in member_ids
+        if (member_id, score.proxy) not in held
     ]
     insert_scores(session, config_id, rows)
 
 
 def insert_scores(session: Session, config_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert-or-nothing score rows of one configuration; when any landed, the configuration's
-    `scores_version` goes up in the same transaction, which is what cached populations compare."""
-    if insert_ignore(session, Score.__table__, rows, unique=UNIQUE_SCORE) != 0:
-        session.execute(
-            update(ScoringConfig)
-            .where(ScoringConfig.id == config_id)
-            .values(scores_version=ScoringConfig.scores_version + 1)
-            .execution_options(synchronize_session=False)
-        )
+    """Insert-or-nothing score rows of one configuration, stamped with its next `scores_version`.
+
+    The counter goes up first: that update holds the configuration's row lock until commit, so writers of
+    one configuration take their versions in commit order, and once a reader sees version v every row up to
+    v is visible to it. That is what lets a cached population read only the rows above its own version."""
+    if not rows:
+        return
+    version = session.execute(
+        update(ScoringConfig)
+        .where(ScoringConfig.id == config_id)
+        .values(scores_version=ScoringConfig.scores_version + 1)
+        .returning(ScoringConfig.scores_version)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    insert_ignore(session, Score.__table__, [{**row, "version": version} for row in rows], unique=UNIQUE_SCORE)
 
 
 def _row(architecture_id: int, config_id: int, proxy: str, **values: Any) -> dict[str, Any]:
