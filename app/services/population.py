@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, Engine, and_, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, and_, case, func, select
 from sqlalchemy.orm import Session, aliased
 
 from app.db.models import Architecture, Observation, ObservationVersion, Score, ScoringConfig, SearchSpace
@@ -367,18 +367,19 @@ def _count_window(
     """`count` (None: zero) plus the configuration's score rows in the space with versions in (since, until],
     and the architectures among them that had no row up to `since`."""
     window = [*_version_window(config_id, since, until), Architecture.space_id == space_id]
-    first_rows = window
+    first_scored: ColumnElement[int] = Score.architecture_id.expression
     if since is not None:
         older = aliased(Score)
         earlier = select(older.id).where(
             older.architecture_id == Score.architecture_id, older.config_id == config_id, older.version <= since
         )
-        first_rows = [*window, ~earlier.exists()]
-    scored = select(Score.architecture_id).join(Architecture, Architecture.id == Score.architecture_id)
-    rows = session.execute(scored.with_only_columns(func.count()).where(*window)).scalar_one()
-    architectures = session.execute(
-        scored.with_only_columns(func.count(Score.architecture_id.distinct())).where(*first_rows)
-    ).scalar_one()
+        first_scored = case((~earlier.exists(), Score.architecture_id))
+    rows, architectures = session.execute(
+        select(func.count(), func.count(first_scored.distinct()))
+        .select_from(Score)
+        .join(Architecture, Architecture.id == Score.architecture_id)
+        .where(*window)
+    ).one()
     if count is None:
         fingerprint = session.get_one(ScoringConfig, config_id).fingerprint
         return ConfigCount(config_id, fingerprint, rows, architectures)
