@@ -26,7 +26,7 @@ PAPER = "Lee & Ham, AZ-NAS: Assembling Zero-Cost Proxies for Network Architectur
     needs_labels=False,
     higher_is_better=True,
     paper=PAPER,
-    typical_cpu_seconds=0.142,
+    typical_cpu_seconds=0.114,
 )
 def az_expressivity(ctx: ScoringContext) -> float:
     """Σ over the stem and cell outputs of the eigen-entropy of their channel covariance (AZ-NAS s^E).
@@ -43,7 +43,7 @@ def az_expressivity(ctx: ScoringContext) -> float:
     needs_labels=False,
     higher_is_better=True,
     paper=PAPER,
-    typical_cpu_seconds=0.142,
+    typical_cpu_seconds=0.114,
 )
 def az_progressivity(ctx: ScoringContext) -> float:
     """min over consecutive stem/cell outputs of the eigen-entropy increase (AZ-NAS s^P; NaN -> -inf)."""
@@ -56,7 +56,7 @@ def az_progressivity(ctx: ScoringContext) -> float:
     needs_labels=False,
     higher_is_better=True,
     paper=PAPER,
-    typical_cpu_seconds=0.142,
+    typical_cpu_seconds=0.114,
 )
 def az_trainability(ctx: ScoringContext) -> float:
     """Mean over cells of -σ - 1/(σ + 1e-6) + 2, σ the cell's estimated Jacobian spectral norm (AZ-NAS s^T).
@@ -75,7 +75,7 @@ def az_trainability(ctx: ScoringContext) -> float:
     needs_labels=False,
     higher_is_better=True,
     paper=PAPER,
-    typical_cpu_seconds=0.051,
+    typical_cpu_seconds=0.05,
 )
 def az_complexity(ctx: ScoringContext) -> float:
     """The registered `flops` proxy's value (AZ-NAS s^C: the benchmark's FLOPs, larger ranked better)."""

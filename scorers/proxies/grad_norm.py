@@ -12,7 +12,7 @@ from scorers.torch_utils import sum_over_layers
     needs_labels=True,
     higher_is_better=True,
     paper="Abdelfattah et al., Zero-Cost Proxies for Lightweight NAS, ICLR 2021",
-    typical_cpu_seconds=0.087,
+    typical_cpu_seconds=0.065,
 )
 def grad_norm(ctx: ScoringContext) -> float:
     """Σ over Conv2d/Linear layers of ‖∂L/∂W‖₂ (cross-entropy, BatchNorm in training mode).

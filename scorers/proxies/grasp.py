@@ -14,7 +14,7 @@ from scorers.torch_utils import sum_over_layers
     higher_is_better=True,
     paper="Wang et al., Picking Winning Tickets Before Training by Preserving Gradient Flow, ICLR 2020",
     needs_second_order=True,
-    typical_cpu_seconds=0.632,
+    typical_cpu_seconds=0.537,
 )
 def grasp(ctx: ScoringContext) -> float:
     """Σ −θ ⊙ (H g) over Conv2d/Linear weights, g = ∂L/∂θ held constant, BatchNorm in training mode.

@@ -18,7 +18,7 @@ EIGENVALUE_OFFSET = 1e-5
     needs_labels=False,
     higher_is_better=True,
     paper="Mellor et al., Neural Architecture Search without Training, arXiv:2006.04647v1, 2020",
-    typical_cpu_seconds=0.19,
+    typical_cpu_seconds=0.205,
 )
 def jacob_cov(ctx: ScoringContext) -> float:
     """−Σ_i [log(λ_i + k) + 1/(λ_i + k)], k = 1e-5, λ the eigenvalues of the correlation matrix of the

@@ -13,7 +13,7 @@ from scorers.torch_utils import sum_over_layers
     needs_labels=True,
     higher_is_better=True,
     paper="Lee et al., SNIP: Single-shot Network Pruning based on Connection Sensitivity, ICLR 2019",
-    typical_cpu_seconds=0.087,
+    typical_cpu_seconds=0.065,
 )
 def snip(ctx: ScoringContext) -> float:
     """Σ |θ ⊙ ∂L/∂θ| over Conv2d/Linear weights, BatchNorm in training mode.

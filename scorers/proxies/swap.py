@@ -23,7 +23,7 @@ SEED = 0
     needs_labels=False,
     higher_is_better=True,
     paper="Peng et al., SWAP-NAS: Sample-Wise Activation Patterns for Ultra-fast NAS, ICLR 2024",
-    typical_cpu_seconds=1.599,
+    typical_cpu_seconds=1.411,
 )
 def swap(ctx: ScoringContext) -> float:
     """Number of distinct sample-wise ReLU activation patterns, averaged over re-initialisations.

@@ -24,7 +24,7 @@ def _absolute_double(tensor: Tensor) -> Tensor:
     higher_is_better=True,
     paper="Tanaka et al., Pruning neural networks without any data by iteratively conserving synaptic flow, "
     "NeurIPS 2020",
-    typical_cpu_seconds=0.017,
+    typical_cpu_seconds=0.021,
 )
 def synflow(ctx: ScoringContext) -> float:
     """Σ |θ ⊙ ∂R/∂θ| with every parameter and buffer replaced by its absolute value, float64, BatchNorm

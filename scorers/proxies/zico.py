@@ -19,7 +19,7 @@ HALVES = 2
     needs_labels=True,
     higher_is_better=True,
     paper="Li et al., ZiCo: Zero-shot NAS via Inverse Coefficient of Variation on Gradients, ICLR 2023",
-    typical_cpu_seconds=0.35,
+    typical_cpu_seconds=0.291,
 )
 def zico(ctx: ScoringContext) -> float:
     """Σ over Conv2d/Linear layers of log Σ_θ mean_b|g_θ,b| / std_b(g_θ,b), over the two halves b of the batch.

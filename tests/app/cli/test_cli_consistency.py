@@ -144,11 +144,15 @@ def test_proxies_lists_every_registered_proxy() -> None:
 
 def _measured_seconds_per_cell() -> dict[str, float]:
     """The `s / cell` column of the proxies in the committed bench/correlation.py report."""
-    measured = {}
+    measured: dict[str, float] = {}
+    column = None
     for line in MEASURED_COSTS.read_text().splitlines():
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        if len(cells) > 7 and cells[1] == "proxy":
-            measured[cells[0]] = float(cells[7])
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if column is None and "s / cell" in cells:
+            column = cells.index("s / cell")
+        elif column is not None and len(cells) > column and cells[1] == "proxy":
+            measured[cells[0]] = float(cells[column])
+    assert measured, f"no proxy rows with an 's / cell' column in {MEASURED_COSTS}"
     return measured
 
 
