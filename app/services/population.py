@@ -480,15 +480,13 @@ def _pivot(scores: Sequence[Any], architectures: Sequence[Any], base: Population
     shape = (rows.ids.size, len(proxies))
     values, seconds, present = np.full(shape, np.nan), np.full(shape, np.nan), np.zeros(shape, dtype=bool)
     if base is not None:
-        # Base rows keep their (ascending) order ahead of the new ones until `rows.order` sorts them all.
+        # Base's rows come first, in their columns of the wider table; then all rows are put in id order.
         kept = [proxies.index(proxy) for proxy in base.proxies]
-        values[: base.size, kept], seconds[: base.size, kept], present[: base.size, kept] = (
-            base.values,
-            base.seconds,
-            base.present,
-        )
-        values, seconds, present = values[rows.order], seconds[rows.order], present[rows.order]
-        rows = rows.sorted()
+        values[: base.size, kept] = base.values
+        seconds[: base.size, kept] = base.seconds
+        present[: base.size, kept] = base.present
+        order = np.argsort(rows.ids, kind="stable")
+        values, seconds, present, rows = values[order], seconds[order], present[order], rows.taking(order)
     if scores:
         column_of = {proxy: column for column, proxy in enumerate(proxies)}
         at = np.searchsorted(rows.ids, np.fromiter((row[0] for row in scores), np.int64, len(scores)))
@@ -546,13 +544,6 @@ class _Rows:
     @property
     def columns(self) -> tuple[np.ndarray, ...]:
         return self.ids, self.archs, self.accuracy, self.canonical_keys
-
-    @property
-    def order(self) -> np.ndarray:
-        return np.argsort(self.ids, kind="stable")
-
-    def sorted(self) -> "_Rows":
-        return self.taking(self.order)
 
 
 def _factorize(canonical_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
